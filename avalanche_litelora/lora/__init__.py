@@ -1,0 +1,16 @@
+"""The LoRA building blocks: layer, gate, injection."""
+
+from avalanche_litelora.lora.gate import AdapterGate, straight_through_gumbel_sigmoid
+from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES, find_target_modules, inject_lora
+from avalanche_litelora.lora.layer import LoRALinear, LowRankAdapter, qkv_slices
+
+__all__ = [
+    "AdapterGate",
+    "straight_through_gumbel_sigmoid",
+    "DEFAULT_TARGET_MODULES",
+    "find_target_modules",
+    "inject_lora",
+    "LoRALinear",
+    "LowRankAdapter",
+    "qkv_slices",
+]

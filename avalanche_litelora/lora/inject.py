@@ -1,0 +1,82 @@
+"""Find the target ``nn.Linear`` layers of a model and swap in :class:`LoRALinear` wrappers."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Dict, Optional, Sequence
+
+from torch import nn
+
+from avalanche_litelora.lora.layer import LoRALinear, qkv_slices
+
+#: timm ViT attention's fused projection; LoRA goes on its q and v slices.
+DEFAULT_TARGET_MODULES = ("qkv",)
+
+
+def _matches(name: str, pattern: str) -> bool:
+    """A pattern matches a module name exactly, as a dotted suffix, or as a glob."""
+    return name == pattern or name.endswith("." + pattern) or fnmatchcase(name, pattern)
+
+
+def linear_module_names(model: nn.Module) -> list:
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+
+def find_target_modules(
+    model: nn.Module, target_modules: Sequence[str], exclude: Sequence[str] = ()
+) -> list:
+    """Names of the ``nn.Linear`` modules matched by ``target_modules``, in model order."""
+    if isinstance(target_modules, str):
+        target_modules = [target_modules]
+    patterns = list(target_modules)
+    if not patterns:
+        raise ValueError("target_modules is empty")
+    duplicates = sorted({p for p in patterns if patterns.count(p) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate entries in target_modules: {duplicates}")
+    names = [
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Linear)
+        and n not in exclude
+        and any(_matches(n, p) for p in patterns)
+    ]
+    if not names:
+        raise ValueError(
+            f"no nn.Linear module matches target_modules={patterns}; "
+            f"the model's Linear modules are: {linear_module_names(model)}"
+        )
+    return names
+
+
+def _slices_for(name: str, layer: nn.Linear) -> Optional[dict]:
+    """timm's fused ``qkv`` gets adapters on q and v only; any other layer on its whole output."""
+    if name.split(".")[-1] == "qkv" and layer.out_features == 3 * layer.in_features:
+        return qkv_slices(layer)
+    return None
+
+
+def inject_lora(
+    model: nn.Module,
+    target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
+    rank: int = 10,
+    exclude: Sequence[str] = (),
+) -> Dict[str, LoRALinear]:
+    """Swap the targeted Linear layers for :class:`LoRALinear` in place; freeze the rest.
+
+    All checks run before the first swap, so a bad argument leaves ``model`` untouched.
+    ``exclude`` keeps modules (the classifier) out. Returns the wrappers by module name.
+    """
+    names = find_target_modules(model, target_modules, exclude)
+    if any(isinstance(m, LoRALinear) for m in model.modules()):
+        raise ValueError("model already holds LoRA layers; inject_lora runs once per model")
+    modules = dict(model.named_modules())
+    # Build every wrapper first (this validates rank against every layer), then swap.
+    wrappers = {n: LoRALinear(modules[n], rank, _slices_for(n, modules[n])) for n in names}
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for name, wrapper in wrappers.items():
+        parent_name, _, child = name.rpartition(".")
+        parent = modules[parent_name] if parent_name else model
+        setattr(parent, child, wrapper)
+    return wrappers

@@ -1,0 +1,203 @@
+"""The LoRA layer: a frozen ``nn.Linear`` holding a bank of gated low-rank adapters.
+
+Design follows peft's ``tuners/lora/layer.py``: the wrapper *holds* the base layer,
+adapters live in an ``nn.ModuleDict`` keyed by adapter name (so ``state_dict``, ``.to()``
+and DDP see them) and :meth:`LoRALinear.get_delta_weight` is the one place the update is
+computed, shared by the forward pass and by ``merge`` / ``unmerge``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Mapping, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+#: Output slices of timm's fused ``qkv`` projection that LoRA adapts (the paper's setting).
+QKV_SLICES = ("q", "v")
+
+
+class LowRankAdapter(nn.Module):
+    """One adapter: per output slice, ``A`` (r x d_in), ``B`` (width x r) and a magnitude.
+
+    While it trains (``normalized`` False) its update is ``magnitude * B A``: SD-LoRA
+    cannot normalise the new adapter because ``B`` starts at zero. Once frozen it is stored
+    as an SD-LoRA direction ``B A / (||B|| ||A||)`` whose norm is folded into the magnitude,
+    so freezing changes nothing the model computes.
+    """
+
+    def __init__(self, in_features: int, slice_widths: Mapping[str, int], rank: int):
+        super().__init__()
+        self.rank = rank
+        self.A = nn.ParameterDict()
+        self.B = nn.ParameterDict()
+        self.magnitude = nn.ParameterDict()
+        for key, width in slice_widths.items():
+            a = torch.empty(rank, in_features)
+            nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+            self.A[key] = nn.Parameter(a)
+            self.B[key] = nn.Parameter(torch.zeros(width, rank))
+            self.magnitude[key] = nn.Parameter(torch.ones(()))
+        self.register_buffer("normalized", torch.zeros((), dtype=torch.bool))
+
+    def scale(self, key: str) -> Tensor:
+        """Factor applied to ``B A`` for one slice: the magnitude, over the norms once frozen."""
+        if bool(self.normalized):
+            norm = self.B[key].norm() * self.A[key].norm()
+            return self.magnitude[key] / norm.clamp_min(torch.finfo(norm.dtype).tiny)
+        return self.magnitude[key]
+
+    @torch.no_grad()
+    def to_direction_form(self) -> None:
+        """Switch to SD-LoRA's direction/magnitude form without changing the update."""
+        if bool(self.normalized):
+            return
+        for key in self.A:
+            norm = self.B[key].norm() * self.A[key].norm()
+            self.magnitude[key].mul_(norm)
+        self.normalized.fill_(True)
+
+    def set_requires_grad(self, adapter: bool, magnitude: bool) -> None:
+        for p in list(self.A.values()) + list(self.B.values()):
+            p.requires_grad_(adapter)
+            if not adapter:
+                p.grad = None
+        for p in self.magnitude.values():
+            p.requires_grad_(magnitude)
+            if not magnitude:
+                p.grad = None
+
+
+class LoRALinear(nn.Module):
+    """A frozen ``nn.Linear`` plus any number of gated LoRA adapters.
+
+    ``out_slices`` names the output ranges that receive an adapter; ``None`` adapts the
+    whole output, and :func:`qkv_slices` gives timm's q and v slices of a fused ``qkv``.
+    Gate values (one per adapter, shared by every layer) are pushed in by the owning model
+    through :attr:`gate_values` before each forward pass; a missing value means open.
+    """
+
+    def __init__(
+        self,
+        base: nn.Linear,
+        rank: int,
+        out_slices: Optional[Mapping[str, Tuple[int, int]]] = None,
+    ):
+        super().__init__()
+        if not isinstance(base, nn.Linear):
+            raise TypeError(f"LoRALinear wraps nn.Linear, got {type(base).__name__}")
+        slices = dict(out_slices) if out_slices is not None else {"out": (0, base.out_features)}
+        for key, (start, end) in slices.items():
+            if not 0 <= start < end <= base.out_features:
+                raise ValueError(
+                    f"output slice {key}={start}:{end} is outside 0:{base.out_features}"
+                )
+        max_rank = min([base.in_features] + [end - start for start, end in slices.values()])
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 < rank <= max_rank:
+            raise ValueError(
+                f"rank must be an integer in [1, {max_rank}] for a layer of shape "
+                f"{base.out_features}x{base.in_features}, got {rank!r}"
+            )
+        self.base = base
+        self.rank = rank
+        self.out_slices: Dict[str, Tuple[int, int]] = slices
+        self.adapters = nn.ModuleDict()
+        self.gate_values: Dict[str, Tensor] = {}
+        self._merged_delta: Optional[Tensor] = None
+        for p in self.base.parameters():
+            p.requires_grad_(False)
+
+    @property
+    def in_features(self) -> int:
+        return self.base.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base.out_features
+
+    @property
+    def weight(self) -> Tensor:
+        return self.base.weight
+
+    @property
+    def bias(self) -> Optional[Tensor]:
+        return self.base.bias
+
+    @property
+    def merged(self) -> bool:
+        return self._merged_delta is not None
+
+    def add_adapter(self, name: str) -> LowRankAdapter:
+        if name in self.adapters:
+            raise ValueError(f"adapter {name!r} already exists")
+        if self.merged:
+            raise RuntimeError("unmerge() before adding an adapter")
+        widths = {key: end - start for key, (start, end) in self.out_slices.items()}
+        adapter = LowRankAdapter(self.in_features, widths, self.rank)
+        weight = self.base.weight
+        adapter.to(device=weight.device, dtype=weight.dtype)
+        self.adapters[name] = adapter
+        return adapter
+
+    def delete_adapter(self, name: str) -> None:
+        if self.merged:
+            raise RuntimeError("unmerge() before deleting an adapter")
+        del self.adapters[name]
+        self.gate_values.pop(name, None)
+
+    def _gate(self, name: str):
+        return self.gate_values.get(name, 1.0)
+
+    def get_delta_weight(self, name: str) -> Tensor:
+        """The full-size weight update of one adapter (before gating)."""
+        adapter = self.adapters[name]
+        delta = self.base.weight.new_zeros(self.out_features, self.in_features)
+        for key, (start, end) in self.out_slices.items():
+            delta[start:end] = adapter.scale(key) * (adapter.B[key] @ adapter.A[key])
+        return delta
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.base(x)
+        if self.merged or len(self.adapters) == 0:
+            return out
+        for name, adapter in self.adapters.items():
+            beta = self._gate(name)
+            if not torch.is_tensor(beta) or not beta.requires_grad:
+                if float(beta) == 0.0:
+                    continue  # closed gate: skip the work, the update is exactly zero
+            for key, (start, end) in self.out_slices.items():
+                update = (x @ adapter.A[key].t()) @ adapter.B[key].t()
+                out[..., start:end] += (beta * adapter.scale(key)) * update
+        return out
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Fold the gated adapters into the base weight: inference at the bare layer's cost."""
+        if self.merged:
+            return
+        delta = self.base.weight.new_zeros(self.out_features, self.in_features)
+        for name in self.adapters:
+            beta = self._gate(name)
+            delta += float(beta) * self.get_delta_weight(name)
+        self.base.weight.add_(delta)
+        self._merged_delta = delta
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Exact mirror of :meth:`merge`: subtract the very tensor that was added."""
+        if not self.merged:
+            return
+        self.base.weight.sub_(self._merged_delta)
+        self._merged_delta = None
+
+    def extra_repr(self) -> str:
+        return f"rank={self.rank}, slices={self.out_slices}, adapters={list(self.adapters)}"
+
+
+def qkv_slices(qkv: nn.Linear) -> Dict[str, Tuple[int, int]]:
+    """q and v output ranges of timm's fused ``qkv`` projection (out = 3 x dim)."""
+    if qkv.out_features % 3:
+        raise ValueError(f"a fused qkv layer has 3*dim outputs, got {qkv.out_features}")
+    dim = qkv.out_features // 3
+    return {"q": (0, dim), "v": (2 * dim, 3 * dim)}

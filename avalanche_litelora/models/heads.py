@@ -1,0 +1,101 @@
+"""Backbone surgery for classification: remove the backbone's own head, build Avalanche's.
+
+Avalanche's heads grow during training (new classes, new tasks), so a freshly built model
+cannot load a trained ``state_dict`` as is; :func:`resize_head_like` regrows a head to the
+shapes a state dict holds before loading it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Mapping, Optional, Tuple
+
+import torch
+from avalanche.models import IncrementalClassifier, MultiHeadClassifier
+from torch import nn
+
+#: Attribute names under which backbones commonly keep their classifier.
+CLASSIFIER_NAMES = ("head", "classifier", "fc")
+
+
+def find_classifier(backbone: nn.Module, feature_dim: Optional[int] = None) -> Tuple[Optional[str], int]:
+    """Locate the backbone's own classifier without changing anything.
+
+    Returns ``(how_to_remove, feature_size)``: ``"reset_classifier"`` for timm models, the
+    attribute name of an ``nn.Linear`` at ``head`` / ``classifier`` / ``fc``, or ``None``
+    when ``feature_dim`` says the backbone already outputs features.
+    """
+    if feature_dim is not None:
+        if isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim <= 0:
+            raise ValueError(f"feature_dim must be a positive integer, got {feature_dim!r}")
+        return None, feature_dim
+    if hasattr(backbone, "reset_classifier") and hasattr(backbone, "num_features"):
+        return "reset_classifier", int(backbone.num_features)
+    for name in CLASSIFIER_NAMES:
+        layer = getattr(backbone, name, None)
+        if isinstance(layer, nn.Linear):
+            return name, layer.in_features
+    raise ValueError(
+        "cannot find the backbone's classifier: give a timm model, a model with an "
+        f"nn.Linear attribute named one of {CLASSIFIER_NAMES}, or pass feature_dim= for a "
+        "backbone that already outputs features"
+    )
+
+
+def remove_classifier(backbone: nn.Module, how: Optional[str]) -> None:
+    """Apply what :func:`find_classifier` found: the backbone then outputs features."""
+    if how == "reset_classifier":
+        backbone.reset_classifier(0)
+    elif how is not None:
+        setattr(backbone, how, nn.Identity())
+
+
+def make_head(in_features: int, task_incremental: bool, initial_out_features: int = 2) -> nn.Module:
+    """Avalanche's growing head (class-incremental) or multi-head (task-incremental)."""
+    if task_incremental:
+        return MultiHeadClassifier(in_features, initial_out_features)
+    return IncrementalClassifier(in_features, initial_out_features)
+
+
+def head_capacity(head: nn.Module) -> Optional[int]:
+    """How many classes a fixed head can hold; ``None`` for heads that grow."""
+    if isinstance(head, (IncrementalClassifier, MultiHeadClassifier)):
+        return None
+    if isinstance(head, nn.Linear):
+        return head.out_features
+    return getattr(head, "out_features", None)
+
+
+@torch.no_grad()
+def _resize_incremental(head: IncrementalClassifier, n_out: int, n_units: Optional[int]) -> None:
+    if head.classifier.out_features != n_out:
+        old = head.classifier
+        head.classifier = nn.Linear(old.in_features, n_out).to(old.weight.device, old.weight.dtype)
+    if n_units is not None and head.active_units.shape[0] != n_units:
+        head.active_units = torch.zeros(n_units, dtype=torch.int8, device=head.active_units.device)
+
+
+def resize_head_like(head: nn.Module, state_dict: Mapping[str, torch.Tensor], prefix: str) -> None:
+    """Grow Avalanche heads in place to the shapes stored in ``state_dict`` under ``prefix``."""
+    if isinstance(head, IncrementalClassifier):
+        weight = state_dict.get(prefix + "classifier.weight")
+        units = state_dict.get(prefix + "active_units")
+        if weight is not None:
+            _resize_incremental(head, weight.shape[0], None if units is None else units.shape[0])
+    elif isinstance(head, MultiHeadClassifier):
+        pattern = re.compile(re.escape(prefix) + r"classifiers\.([^.]+)\.classifier\.weight$")
+        for key, weight in state_dict.items():
+            match = pattern.match(key)
+            if not match:
+                continue
+            tid = match.group(1)
+            if tid not in head.classifiers:
+                head.classifiers[tid] = IncrementalClassifier(
+                    head.in_features, weight.shape[0], masking=False, auto_adapt=False
+                ).to(weight.device)
+            _resize_incremental(head.classifiers[tid], weight.shape[0], None)
+            units = state_dict.get(f"{prefix}active_units_T{tid}")
+            if units is not None:
+                head.register_buffer(f"active_units_T{tid}", torch.zeros_like(units))
+                if tid.isdigit():
+                    head.known_train_tasks_labels.add(int(tid))

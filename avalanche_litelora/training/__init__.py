@@ -1,0 +1,9 @@
+"""Strategies and plugins."""
+
+from avalanche_litelora.training.strategies import (
+    LiteLoRAStrategy,
+    PerTaskLoRAStrategy,
+    SequentialLoRAStrategy,
+)
+
+__all__ = ["LiteLoRAStrategy", "PerTaskLoRAStrategy", "SequentialLoRAStrategy"]

@@ -1,0 +1,20 @@
+"""LiteLoRA as Avalanche plugins, one lifecycle job each; usable with any SupervisedTemplate.
+
+Order matters and is the order below: guard, open, (select), (prune), (freeze).
+"""
+
+from avalanche_litelora.training.plugins.candidate import OpenCandidatePlugin
+from avalanche_litelora.training.plugins.current_classes import CurrentClassesLossPlugin
+from avalanche_litelora.training.plugins.freeze import FreezeBankPlugin
+from avalanche_litelora.training.plugins.guards import BankGuardPlugin
+from avalanche_litelora.training.plugins.prune import PruneClosedCandidatePlugin
+from avalanche_litelora.training.plugins.selection import GateSelectionPlugin
+
+__all__ = [
+    "BankGuardPlugin",
+    "OpenCandidatePlugin",
+    "GateSelectionPlugin",
+    "PruneClosedCandidatePlugin",
+    "FreezeBankPlugin",
+    "CurrentClassesLossPlugin",
+]

@@ -1,0 +1,73 @@
+"""After each experience: prune the candidate if its evaluation gate is closed."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from avalanche.core import SupervisedPlugin
+from avalanche.models.utils import avalanche_forward
+from torch.nn import functional as F
+
+from avalanche_litelora.training.masking import keep_only_classes
+from avalanche_litelora.training.plugins._access import lora_model
+
+
+class PruneClosedCandidatePlugin(SupervisedPlugin):
+    """Removes a rejected candidate from the model and the optimizer, then refits the head.
+
+    The head rows of the current classes were trained together with the candidate; once
+    it is gone they are refit for ``refit_steps`` minibatches on the reused bank (the
+    reference code skips this). Only the current classes' rows get gradient, so earlier
+    classes are untouched.
+    """
+
+    def __init__(self, refit_steps: int = 50, refit_lr: float = 0.01, class_incremental: bool = True):
+        super().__init__()
+        if isinstance(refit_steps, bool) or not isinstance(refit_steps, int) or refit_steps < 0:
+            raise ValueError(f"refit_steps must be an integer >= 0, got {refit_steps!r}")
+        if not float(refit_lr) > 0:
+            raise ValueError(f"refit_lr must be > 0, got {refit_lr!r}")
+        self.refit_steps = refit_steps
+        self.refit_lr = float(refit_lr)
+        self.class_incremental = class_incremental
+        #: (adapter name, training experience index) of every pruned candidate.
+        self.decisions = []
+
+    def after_training_exp(self, strategy, **kwargs):
+        model = lora_model(strategy)
+        name = model.candidate
+        if name is None or len(model.adapter_names) < 2 or model.gate.is_open(name):
+            return
+        model.prune(name)
+        strategy.make_optimizer(remove_params=True)
+        self.decisions.append((name, strategy.clock.train_exp_counter))
+        if self.refit_steps:
+            self._refit_head(strategy, model)
+
+    @torch.enable_grad()
+    def _refit_head(self, strategy, model) -> None:
+        model.set_trainable(
+            candidate_adapter=False,
+            candidate_magnitude=False,
+            past_magnitudes=False,
+            candidate_logit=False,
+            head=True,
+        )
+        params = [p for p in model.head.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(params, lr=self.refit_lr, momentum=0.9)
+        classes = strategy.experience.classes_in_this_experience
+        was_training = model.training
+        model.train()
+        batches = itertools.cycle(strategy.dataloader) if len(strategy.dataloader) else []
+        for mbatch in itertools.islice(batches, self.refit_steps):
+            x, y, t = (v.to(strategy.device) for v in (mbatch[0], mbatch[1], mbatch[-1]))
+            logits = avalanche_forward(strategy.model, x, t)
+            if self.class_incremental:
+                logits = keep_only_classes(logits, classes)
+            optimizer.zero_grad()
+            F.cross_entropy(logits, y).backward()
+            optimizer.step()
+        model.train(was_training)
+        for p in params:
+            p.grad = None

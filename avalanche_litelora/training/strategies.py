@@ -1,0 +1,212 @@
+"""Thin Avalanche strategies: a ``SupervisedTemplate`` plus the adapter-bank plugins.
+
+All three share one model class and one set of plugins, so LiteLoRA, per-task LoRA
+(SD-LoRA) and sequential LoRA differ only in which lifecycle plugins they append.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+from avalanche.core import BasePlugin
+from avalanche.training.templates import SupervisedTemplate
+from torch import nn
+from torch.nn import CrossEntropyLoss
+from torch.optim import Optimizer
+
+from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
+from avalanche_litelora.models.lora_classifier import LoRAClassifier
+from avalanche_litelora.training.plugins import (
+    BankGuardPlugin,
+    CurrentClassesLossPlugin,
+    FreezeBankPlugin,
+    GateSelectionPlugin,
+    OpenCandidatePlugin,
+    PruneClosedCandidatePlugin,
+)
+
+
+class _LoRABankStrategy(SupervisedTemplate):
+    """Wires a plain backbone into a :class:`LoRAClassifier` and appends bank plugins."""
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        optimizer: Optimizer,
+        bank_plugins: List[BasePlugin],
+        criterion=None,
+        rank: int = 10,
+        target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
+        init_logit: float = 0.5,
+        tau: float = 1.0,
+        task_incremental: bool = False,
+        feature_dim: Optional[int] = None,
+        plugins: Optional[Sequence[BasePlugin]] = None,
+        **base_kwargs,
+    ):
+        if not task_incremental:
+            bank_plugins = bank_plugins + [CurrentClassesLossPlugin()]
+        all_plugins = [BankGuardPlugin()] + bank_plugins + list(plugins or [])
+        # SupervisedTemplate rejects unknown keywords before the backbone is touched.
+        super().__init__(
+            model=model,
+            optimizer=optimizer,
+            criterion=criterion if criterion is not None else CrossEntropyLoss(),
+            plugins=all_plugins,
+            **base_kwargs,
+        )
+        if isinstance(model, LoRAClassifier):
+            self.model = model
+        else:
+            self.model = LoRAClassifier(
+                model,
+                rank=rank,
+                target_modules=target_modules,
+                task_incremental=task_incremental,
+                feature_dim=feature_dim,
+                init_logit=init_logit,
+                tau=tau,
+            )
+
+    # Read-outs: the numbers users watch, straight from the bank.
+    @property
+    def lora_model(self) -> LoRAClassifier:
+        return self.model.module if isinstance(self.model, nn.parallel.DistributedDataParallel) else self.model
+
+    @property
+    def active_adapters(self) -> List[str]:
+        return self.lora_model.active_adapters
+
+    @property
+    def pruned_adapters(self) -> List[str]:
+        return list(self.lora_model.pruned_adapters)
+
+    def adapter_parameter_count(self) -> int:
+        return self.lora_model.adapter_parameter_count()
+
+    def gate_logits(self):
+        return self.lora_model.gate_logits()
+
+    def magnitudes(self):
+        return self.lora_model.magnitudes()
+
+
+class LiteLoRAStrategy(_LoRABankStrategy):
+    """LiteLoRA: one gated candidate adapter per experience, kept only if it earns its place.
+
+    Each experience trains the candidate, all magnitudes and the head for
+    ``train_epochs - selection_epochs`` epochs, then only the candidate's gate logit for
+    ``selection_epochs`` epochs under cross-entropy + ``lambda_sparsity`` * L1(gate).
+    A candidate whose gate closes is pruned and the head is refit on the reused bank.
+
+    :param rank: LoRA rank of every adapter.
+    :param target_modules: Linear module names (dotted suffixes or globs) to adapt;
+        timm's fused ``qkv`` is adapted on its q and v slices.
+    :param lambda_sparsity: weight of the L1 penalty on the candidate's gate.
+    :param selection_epochs: epochs of the selection phase (< ``train_epochs``).
+    :param selection_lr: AdamW learning rate of the gate logit.
+    :param selection_mb_size: minibatch size of the selection phase (default: train's).
+    :param init_logit: initial gate logit (> 0: the gate starts open).
+    :param tau: Gumbel-sigmoid temperature.
+    :param train_past_magnitudes: SD-LoRA's choice (True) trains earlier adapters'
+        magnitudes with each new experience; False freezes them with their adapter.
+    :param refit_steps: head refit minibatches after a pruning (0 disables).
+    :param refit_lr: SGD learning rate of that refit.
+    :param task_incremental: multi-head with Avalanche task labels instead of one
+        growing head with cross-entropy on the current classes.
+    :param feature_dim: for a backbone that already outputs features.
+    Every other keyword goes to ``SupervisedTemplate``.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        optimizer: Optimizer,
+        criterion=None,
+        rank: int = 10,
+        target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
+        lambda_sparsity: float = 0.03,
+        selection_epochs: int = 1,
+        selection_lr: float = 0.05,
+        selection_mb_size: Optional[int] = None,
+        init_logit: float = 0.5,
+        tau: float = 1.0,
+        train_past_magnitudes: bool = True,
+        refit_steps: int = 50,
+        refit_lr: float = 0.01,
+        task_incremental: bool = False,
+        feature_dim: Optional[int] = None,
+        train_epochs: int = 1,
+        **base_kwargs,
+    ):
+        selection = GateSelectionPlugin(
+            lambda_sparsity=lambda_sparsity,
+            selection_epochs=selection_epochs,
+            selection_lr=selection_lr,
+            selection_mb_size=selection_mb_size,
+        )
+        if isinstance(train_epochs, bool) or not isinstance(train_epochs, int) or train_epochs < 1:
+            raise ValueError(f"train_epochs must be a positive integer, got {train_epochs!r}")
+        if selection_epochs >= train_epochs:
+            raise ValueError(
+                f"selection_epochs ({selection_epochs}) must be smaller than train_epochs "
+                f"({train_epochs}): the magnitude phase needs at least one epoch"
+            )
+        prune = PruneClosedCandidatePlugin(
+            refit_steps=refit_steps, refit_lr=refit_lr, class_incremental=not task_incremental
+        )
+        super().__init__(
+            model=model,
+            optimizer=optimizer,
+            criterion=criterion,
+            bank_plugins=[
+                OpenCandidatePlugin(train_past_magnitudes=train_past_magnitudes),
+                selection,
+                prune,
+                FreezeBankPlugin(),
+            ],
+            rank=rank,
+            target_modules=target_modules,
+            init_logit=init_logit,
+            tau=tau,
+            task_incremental=task_incremental,
+            feature_dim=feature_dim,
+            train_epochs=train_epochs,
+            **base_kwargs,
+        )
+
+
+class PerTaskLoRAStrategy(_LoRABankStrategy):
+    """SD-LoRA behaviour: one adapter per experience, every adapter kept, no selection."""
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        optimizer: Optimizer,
+        train_past_magnitudes: bool = True,
+        **kwargs,
+    ):
+        super().__init__(
+            model=model,
+            optimizer=optimizer,
+            bank_plugins=[
+                OpenCandidatePlugin(train_past_magnitudes=train_past_magnitudes),
+                FreezeBankPlugin(),
+            ],
+            **kwargs,
+        )
+
+
+class SequentialLoRAStrategy(_LoRABankStrategy):
+    """One adapter fine-tuned through the whole stream (the forgetting-prone baseline)."""
+
+    def __init__(self, *, model: nn.Module, optimizer: Optimizer, **kwargs):
+        super().__init__(
+            model=model,
+            optimizer=optimizer,
+            bank_plugins=[OpenCandidatePlugin(single_adapter=True)],
+            **kwargs,
+        )
