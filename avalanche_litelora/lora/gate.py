@@ -19,7 +19,7 @@ def straight_through_gumbel_sigmoid(logit: Tensor, tau: float) -> Tensor:
     gumbel = -torch.log(-torch.log(uniform))
     soft = torch.sigmoid((logit + gumbel) / tau)
     hard = (soft > 0.5).to(soft.dtype)
-    return hard + soft - soft.detach()
+    return hard + (soft - soft.detach())  # exactly 0 or 1 forward
 
 
 class AdapterGate(nn.Module):

@@ -93,7 +93,13 @@ def resize_head_like(head: nn.Module, state_dict: Mapping[str, torch.Tensor], pr
                 head.classifiers[tid] = IncrementalClassifier(
                     head.in_features, weight.shape[0], masking=False, auto_adapt=False
                 ).to(weight.device)
-            _resize_incremental(head.classifiers[tid], weight.shape[0], None)
+            head.max_class_label = max(head.max_class_label, weight.shape[0])
+            inner_units = state_dict.get(f"{prefix}classifiers.{tid}.active_units")
+            _resize_incremental(
+                head.classifiers[tid],
+                weight.shape[0],
+                None if inner_units is None else inner_units.shape[0],
+            )
             units = state_dict.get(f"{prefix}active_units_T{tid}")
             if units is not None:
                 head.register_buffer(f"active_units_T{tid}", torch.zeros_like(units))

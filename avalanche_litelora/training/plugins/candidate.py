@@ -11,7 +11,9 @@ class OpenCandidatePlugin(SupervisedPlugin):
     """Adds the experience's adapter, logit and magnitudes, then sets the magnitude phase.
 
     Avalanche builds the optimizer before plugins run, so the plugin calls
-    ``strategy.make_optimizer()`` to put the new tensors in it.
+    ``strategy.make_optimizer()`` to put the new tensors in it, with a fresh state as the
+    reference code's per-task optimizer has: momentum left from the previous experience
+    would otherwise keep moving the head rows of earlier classes.
 
     :param train_past_magnitudes: SD-LoRA trains the magnitudes of earlier adapters with
         the new one; ``False`` keeps every finished adapter's magnitude frozen too.
@@ -36,4 +38,4 @@ class OpenCandidatePlugin(SupervisedPlugin):
             candidate_logit=False,
             head=True,
         )
-        strategy.make_optimizer()
+        strategy.make_optimizer(reset_optimizer_state=True)

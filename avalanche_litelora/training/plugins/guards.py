@@ -41,7 +41,8 @@ class BankGuardPlugin(SupervisedPlugin):
             if _bank_keys(k)
         }
 
-    def before_backward(self, strategy, **kwargs):
+    def before_update(self, strategy, **kwargs):
+        """After every plugin has shaped the loss and before any weight moves."""
         loss = strategy.loss
         if bool(torch.isfinite(loss).all()):
             return
@@ -58,6 +59,9 @@ class BankGuardPlugin(SupervisedPlugin):
         model = lora_model(strategy)
         if self._snapshot is None:
             return
+        for plugin in strategy.plugins:  # e.g. the selection phase hands back the optimizer
+            if plugin is not self and hasattr(plugin, "abort_experience"):
+                plugin.abort_experience(strategy)
         model.gate.selecting = False
         model.load_state_dict(self._snapshot, strict=False)
         strategy.make_optimizer(remove_params=True)

@@ -92,6 +92,10 @@ class GateSelectionPlugin(SupervisedPlugin):
 
     def after_training_exp(self, strategy, **kwargs):
         """Leave the selection phase before the prune / freeze plugins decide."""
+        self.abort_experience(strategy)
+
+    def abort_experience(self, strategy) -> None:
+        """Give the strategy back its optimizer and minibatch size (also on a failed experience)."""
         if not self.selecting:
             return
         strategy.optimizer = self._saved_optimizer

@@ -1,0 +1,76 @@
+"""Tiny real streams (scikit-learn's digits through Avalanche's generator) and backbones."""
+
+from __future__ import annotations
+
+import torch
+from avalanche.benchmarks.scenarios.deprecated.generators import nc_benchmark
+from avalanche.evaluation.metrics import accuracy_metrics
+from avalanche.models import SimpleMLP
+from avalanche.training.plugins import EvaluationPlugin
+from sklearn.datasets import load_digits
+from timm.models.vision_transformer import VisionTransformer
+from torch.utils.data import TensorDataset
+
+
+def _digits_split(seed: int = 0):
+    x, y = load_digits(return_X_y=True)
+    x = torch.tensor(x, dtype=torch.float32).view(-1, 1, 8, 8) / 16.0
+    y = torch.tensor(y)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    cut = int(0.8 * len(y))
+
+    def subset(idx):
+        ds = TensorDataset(x[idx], y[idx])
+        ds.targets = y[idx].tolist()
+        return ds
+
+    return subset(perm[:cut]), subset(perm[cut:])
+
+
+def digits_benchmark(n_experiences: int = 5, task_labels: bool = False, seed: int = 1993):
+    """Split digits with Avalanche's own generator: 10 classes over ``n_experiences``."""
+    train, test = _digits_split()
+    return nc_benchmark(
+        train,
+        test,
+        n_experiences=n_experiences,
+        task_labels=task_labels,
+        seed=seed,
+        class_ids_from_zero_in_each_exp=False,
+    )
+
+
+def tiny_vit(seed: int = 0) -> VisionTransformer:
+    """A timm ViT with a fused qkv, small enough for CPU tests on 8x8 digits."""
+    torch.manual_seed(seed)
+    return VisionTransformer(
+        img_size=8, patch_size=2, in_chans=1, embed_dim=32, depth=2, num_heads=2,
+        num_classes=10, global_pool="avg", class_token=False,
+    )
+
+
+def tiny_mlp(seed: int = 0) -> SimpleMLP:
+    torch.manual_seed(seed)
+    return SimpleMLP(num_classes=10, input_size=64, hidden_size=64, hidden_layers=2, drop_rate=0)
+
+
+#: SimpleMLP's Linear layers (its classifier is replaced by the package's head).
+MLP_TARGETS = ["features.0", "features.3.0"]
+
+
+def quiet_evaluator() -> EvaluationPlugin:
+    return EvaluationPlugin(accuracy_metrics(stream=True, experience=True), loggers=[])
+
+
+def sgd(model, lr: float = 0.05):
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+
+
+def lite_kwargs(**overrides):
+    """Small, fast LiteLoRA settings for the MLP on digits."""
+    kwargs = dict(
+        rank=4, target_modules=MLP_TARGETS, train_mb_size=32, train_epochs=3,
+        eval_mb_size=512, selection_mb_size=8, evaluator=quiet_evaluator(),
+    )
+    kwargs.update(overrides)
+    return kwargs
