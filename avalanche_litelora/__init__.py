@@ -12,6 +12,7 @@ from avalanche_litelora.training.plugins import (
     CurrentClassesLossPlugin,
     FreezeBankPlugin,
     GateSelectionPlugin,
+    MergedEvalPlugin,
     OpenCandidatePlugin,
     PruneClosedCandidatePlugin,
 )
@@ -32,4 +33,5 @@ __all__ = [
     "PruneClosedCandidatePlugin",
     "FreezeBankPlugin",
     "CurrentClassesLossPlugin",
+    "MergedEvalPlugin",
 ]

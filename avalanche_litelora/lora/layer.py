@@ -104,7 +104,7 @@ class LoRALinear(nn.Module):
         self.out_slices: Dict[str, Tuple[int, int]] = slices
         self.adapters = nn.ModuleDict()
         self.gate_values: Dict[str, Tensor] = {}
-        self._merged_delta: Optional[Tensor] = None
+        self._weight_before_merge: Optional[Tensor] = None
         for p in self.base.parameters():
             p.requires_grad_(False)
 
@@ -126,7 +126,7 @@ class LoRALinear(nn.Module):
 
     @property
     def merged(self) -> bool:
-        return self._merged_delta is not None
+        return self._weight_before_merge is not None
 
     def add_adapter(self, name: str) -> LowRankAdapter:
         if name in self.adapters:
@@ -178,18 +178,21 @@ class LoRALinear(nn.Module):
             return
         delta = self.base.weight.new_zeros(self.out_features, self.in_features)
         for name in self.adapters:
-            beta = self._gate(name)
-            delta += float(beta) * self.get_delta_weight(name)
+            delta += float(self._gate(name)) * self.get_delta_weight(name)
+        self._weight_before_merge = self.base.weight.detach().clone()
         self.base.weight.add_(delta)
-        self._merged_delta = delta
 
     @torch.no_grad()
     def unmerge(self) -> None:
-        """Exact mirror of :meth:`merge`: subtract the very tensor that was added."""
+        """Exact mirror of :meth:`merge`: the base weight comes back bit for bit.
+
+        Subtracting the update again would leave rounding error in a backbone that must
+        never change, so merge keeps the original weight instead.
+        """
         if not self.merged:
             return
-        self.base.weight.sub_(self._merged_delta)
-        self._merged_delta = None
+        self.base.weight.copy_(self._weight_before_merge)
+        self._weight_before_merge = None
 
     def extra_repr(self) -> str:
         return f"rank={self.rank}, slices={self.out_slices}, adapters={list(self.adapters)}"

@@ -21,6 +21,7 @@ from avalanche_litelora.training.plugins import (
     CurrentClassesLossPlugin,
     FreezeBankPlugin,
     GateSelectionPlugin,
+    MergedEvalPlugin,
     OpenCandidatePlugin,
     PruneClosedCandidatePlugin,
 )
@@ -42,11 +43,14 @@ class _LoRABankStrategy(SupervisedTemplate):
         tau: float = 1.0,
         task_incremental: bool = False,
         feature_dim: Optional[int] = None,
+        merge_for_eval: bool = True,
         plugins: Optional[Sequence[BasePlugin]] = None,
         **base_kwargs,
     ):
         if not task_incremental:
             bank_plugins = bank_plugins + [CurrentClassesLossPlugin()]
+        if merge_for_eval:
+            bank_plugins = bank_plugins + [MergedEvalPlugin()]
         all_plugins = [BankGuardPlugin()] + bank_plugins + list(plugins or [])
         # SupervisedTemplate rejects unknown keywords before the backbone is touched.
         super().__init__(
@@ -116,6 +120,7 @@ class LiteLoRAStrategy(_LoRABankStrategy):
     :param task_incremental: multi-head with Avalanche task labels instead of one
         growing head with cross-entropy on the current classes.
     :param feature_dim: for a backbone that already outputs features.
+    :param merge_for_eval: evaluate with open adapters merged into the base weights.
     Every other keyword goes to ``SupervisedTemplate``.
     """
 

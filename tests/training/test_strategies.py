@@ -31,6 +31,7 @@ def test_vit_backbone_bitwise_unchanged_and_frozen_adapter_unchanged(ci_benchmar
     magnitudes = strategy.magnitudes()["adapter_0"]
     for exp in stream[1:]:
         strategy.train(exp)
+        strategy.eval(ci_benchmark.test_stream[:1])  # merged evaluation, then unmerged again
     after = _adapter_tensors(strategy.model, "adapter_0")
     assert frozen.keys() == after.keys()
     assert all(torch.equal(frozen[k], after[k]) for k in frozen)

@@ -1,12 +1,14 @@
 """LiteLoRA as Avalanche plugins, one lifecycle job each; usable with any SupervisedTemplate.
 
-Order matters and is the order below: guard, open, (select), (prune), (freeze).
+Order matters and is the order below: guard, open, (select), (prune), (freeze);
+the loss and evaluation plugins go anywhere.
 """
 
 from avalanche_litelora.training.plugins.candidate import OpenCandidatePlugin
 from avalanche_litelora.training.plugins.current_classes import CurrentClassesLossPlugin
 from avalanche_litelora.training.plugins.freeze import FreezeBankPlugin
 from avalanche_litelora.training.plugins.guards import BankGuardPlugin
+from avalanche_litelora.training.plugins.merge import MergedEvalPlugin
 from avalanche_litelora.training.plugins.prune import PruneClosedCandidatePlugin
 from avalanche_litelora.training.plugins.selection import GateSelectionPlugin
 
@@ -17,4 +19,5 @@ __all__ = [
     "PruneClosedCandidatePlugin",
     "FreezeBankPlugin",
     "CurrentClassesLossPlugin",
+    "MergedEvalPlugin",
 ]
