@@ -7,7 +7,7 @@ from typing import Dict, Optional, Sequence
 
 from torch import nn
 
-from avalanche_litelora.lora.layer import LoRALinear, qkv_slices
+from avalanche_litelora.lora.layer import LoRALinear, is_adaptable, qkv_slices
 
 #: timm ViT attention's fused projection; LoRA goes on its q and v slices.
 DEFAULT_TARGET_MODULES = ("qkv",)
@@ -19,13 +19,14 @@ def _matches(name: str, pattern: str) -> bool:
 
 
 def linear_module_names(model: nn.Module) -> list:
-    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    """Modules LoRA can wrap: Linear layers and pointwise (1x1) convolutions."""
+    return [n for n, m in model.named_modules() if is_adaptable(m)]
 
 
 def find_target_modules(
     model: nn.Module, target_modules: Sequence[str], exclude: Sequence[str] = ()
 ) -> list:
-    """Names of the ``nn.Linear`` modules matched by ``target_modules``, in model order."""
+    """Names of the Linear (or pointwise conv) modules matched by ``target_modules``."""
     if isinstance(target_modules, str):
         target_modules = [target_modules]
     patterns = list(target_modules)
@@ -37,13 +38,13 @@ def find_target_modules(
     names = [
         n
         for n, m in model.named_modules()
-        if isinstance(m, nn.Linear)
+        if is_adaptable(m)
         and n not in exclude
         and any(_matches(n, p) for p in patterns)
     ]
     if not names:
         raise ValueError(
-            f"no nn.Linear module matches target_modules={patterns}; "
+            f"no nn.Linear (or 1x1 conv) module matches target_modules={patterns}; "
             f"the model's Linear modules are: {linear_module_names(model)}"
         )
     return names
@@ -51,7 +52,11 @@ def find_target_modules(
 
 def _slices_for(name: str, layer: nn.Linear) -> Optional[dict]:
     """timm's fused ``qkv`` gets adapters on q and v only; any other layer on its whole output."""
-    if name.split(".")[-1] == "qkv" and layer.out_features == 3 * layer.in_features:
+    if (
+        isinstance(layer, nn.Linear)
+        and name.split(".")[-1] == "qkv"
+        and layer.out_features == 3 * layer.in_features
+    ):
         return qkv_slices(layer)
     return None
 
@@ -62,7 +67,7 @@ def inject_lora(
     rank: int = 10,
     exclude: Sequence[str] = (),
 ) -> Dict[str, LoRALinear]:
-    """Swap the targeted Linear layers for :class:`LoRALinear` in place; freeze the rest.
+    """Swap the targeted Linear / 1x1-conv layers for :class:`LoRALinear` in place; freeze the rest.
 
     All checks run before the first swap, so a bad argument leaves ``model`` untouched.
     ``exclude`` keeps modules (the classifier) out. Returns the wrappers by module name.

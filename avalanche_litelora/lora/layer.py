@@ -13,6 +13,7 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 #: Output slices of timm's fused ``qkv`` projection that LoRA adapts (the paper's setting).
 QKV_SLICES = ("q", "v")
@@ -69,8 +70,29 @@ class LowRankAdapter(nn.Module):
                 p.grad = None
 
 
+def is_pointwise_conv(module: nn.Module) -> bool:
+    """A 1x1, ungrouped ``nn.Conv2d``: a Linear applied over channels at every pixel."""
+    return (
+        isinstance(module, nn.Conv2d)
+        and module.kernel_size == (1, 1)
+        and module.groups == 1
+        and module.padding in ((0, 0), "valid")
+        and module.dilation == (1, 1)
+    )
+
+
+def is_adaptable(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear) or is_pointwise_conv(module)
+
+
+def _shape(base: nn.Module) -> Tuple[int, int]:
+    if isinstance(base, nn.Linear):
+        return base.in_features, base.out_features
+    return base.in_channels, base.out_channels
+
+
 class LoRALinear(nn.Module):
-    """A frozen ``nn.Linear`` plus any number of gated LoRA adapters.
+    """A frozen ``nn.Linear`` (or pointwise ``nn.Conv2d``) plus any number of gated adapters.
 
     ``out_slices`` names the output ranges that receive an adapter; ``None`` adapts the
     whole output, and :func:`qkv_slices` gives timm's q and v slices of a fused ``qkv``.
@@ -85,21 +107,23 @@ class LoRALinear(nn.Module):
         out_slices: Optional[Mapping[str, Tuple[int, int]]] = None,
     ):
         super().__init__()
-        if not isinstance(base, nn.Linear):
-            raise TypeError(f"LoRALinear wraps nn.Linear, got {type(base).__name__}")
-        slices = dict(out_slices) if out_slices is not None else {"out": (0, base.out_features)}
+        if not is_adaptable(base):
+            raise TypeError(
+                f"LoRALinear wraps nn.Linear or a 1x1 ungrouped nn.Conv2d, got {base!r}"
+            )
+        in_features, out_features = _shape(base)
+        slices = dict(out_slices) if out_slices is not None else {"out": (0, out_features)}
         for key, (start, end) in slices.items():
-            if not 0 <= start < end <= base.out_features:
-                raise ValueError(
-                    f"output slice {key}={start}:{end} is outside 0:{base.out_features}"
-                )
-        max_rank = min([base.in_features] + [end - start for start, end in slices.values()])
+            if not 0 <= start < end <= out_features:
+                raise ValueError(f"output slice {key}={start}:{end} is outside 0:{out_features}")
+        max_rank = min([in_features] + [end - start for start, end in slices.values()])
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 < rank <= max_rank:
             raise ValueError(
                 f"rank must be an integer in [1, {max_rank}] for a layer of shape "
-                f"{base.out_features}x{base.in_features}, got {rank!r}"
+                f"{out_features}x{in_features}, got {rank!r}"
             )
         self.base = base
+        self.is_conv = isinstance(base, nn.Conv2d)
         self.rank = rank
         self.out_slices: Dict[str, Tuple[int, int]] = slices
         self.adapters = nn.ModuleDict()
@@ -110,11 +134,11 @@ class LoRALinear(nn.Module):
 
     @property
     def in_features(self) -> int:
-        return self.base.in_features
+        return _shape(self.base)[0]
 
     @property
     def out_features(self) -> int:
-        return self.base.out_features
+        return _shape(self.base)[1]
 
     @property
     def weight(self) -> Tensor:
@@ -157,6 +181,12 @@ class LoRALinear(nn.Module):
             delta[start:end] = adapter.scale(key) * (adapter.B[key] @ adapter.A[key])
         return delta
 
+    def _low_rank(self, x: Tensor, a: Tensor, b: Tensor) -> Tensor:
+        if self.is_conv:  # channels are dim 1; A takes the base layer's stride
+            hidden = F.conv2d(x, a[:, :, None, None], stride=self.base.stride)
+            return F.conv2d(hidden, b[:, :, None, None])
+        return (x @ a.t()) @ b.t()
+
     def forward(self, x: Tensor) -> Tensor:
         out = self.base(x)
         if self.merged or len(self.adapters) == 0:
@@ -167,8 +197,9 @@ class LoRALinear(nn.Module):
                 if float(beta) == 0.0:
                     continue  # closed gate: skip the work, the update is exactly zero
             for key, (start, end) in self.out_slices.items():
-                update = (x @ adapter.A[key].t()) @ adapter.B[key].t()
-                out[..., start:end] += (beta * adapter.scale(key)) * update
+                update = self._low_rank(x, adapter.A[key], adapter.B[key])
+                target = out[:, start:end] if self.is_conv else out[..., start:end]
+                target += (beta * adapter.scale(key)) * update
         return out
 
     @torch.no_grad()
@@ -180,7 +211,7 @@ class LoRALinear(nn.Module):
         for name in self.adapters:
             delta += float(self._gate(name)) * self.get_delta_weight(name)
         self._weight_before_merge = self.base.weight.detach().clone()
-        self.base.weight.add_(delta)
+        self.base.weight.add_(delta.view_as(self.base.weight))
 
     @torch.no_grad()
     def unmerge(self) -> None:

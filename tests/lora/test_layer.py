@@ -109,3 +109,26 @@ def test_base_layer_is_frozen_and_registered():
     assert not base.weight.requires_grad
     keys = set(layer.state_dict())
     assert {"base.weight", "adapters.a.A.out", "adapters.a.B.out", "adapters.a.magnitude.out"} <= keys
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_pointwise_conv_adapter_matches_its_delta_weight_and_merges(stride):
+    conv = nn.Conv2d(6, 8, kernel_size=1, stride=stride)
+    layer = LoRALinear(conv, rank=2)
+    _trained_adapter(layer, "a")
+    x = torch.randn(2, 6, 5, 5)
+    delta = layer.get_delta_weight("a")
+    expected = nn.functional.conv2d(x, conv.weight + delta[:, :, None, None], conv.bias, stride=stride)
+    torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
+    original = conv.weight.detach().clone()
+    layer.merge()
+    torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
+    layer.unmerge()
+    assert torch.equal(conv.weight, original)
+
+
+def test_other_convolutions_are_refused():
+    with pytest.raises(TypeError, match="1x1"):
+        LoRALinear(nn.Conv2d(6, 8, kernel_size=3), rank=2)
+    with pytest.raises(TypeError, match="1x1"):
+        LoRALinear(nn.Conv2d(6, 6, kernel_size=1, groups=6), rank=2)
