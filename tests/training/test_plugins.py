@@ -17,19 +17,24 @@ from avalanche_litelora.training.masking import keep_only_classes
 from builders import MLP_TARGETS, quiet_evaluator, tiny_mlp
 
 
-def test_plugins_compose_with_a_plain_supervised_template(ci_benchmark):
-    model = LoRAClassifier(tiny_mlp(), rank=4, target_modules=MLP_TARGETS)
-    prune = PruneClosedCandidatePlugin(refit_steps=5)
-    strategy = SupervisedTemplate(
+def _plain_template(model, prune, train_epochs):
+    """A plain SupervisedTemplate with the LiteLoRA plugins, a huge lambda: it always prunes."""
+    return SupervisedTemplate(
         model=model,
         optimizer=torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
-        train_mb_size=32, train_epochs=3, eval_mb_size=512, evaluator=quiet_evaluator(),
+        train_mb_size=32, train_epochs=train_epochs, eval_mb_size=512, evaluator=quiet_evaluator(),
         plugins=[
             BankGuardPlugin(), OpenCandidatePlugin(),
             GateSelectionPlugin(lambda_sparsity=1000.0, selection_mb_size=8),
             prune, FreezeBankPlugin(), CurrentClassesLossPlugin(),
         ],
     )
+
+
+def test_plugins_compose_with_a_plain_supervised_template(ci_benchmark):
+    model = LoRAClassifier(tiny_mlp(), rank=4, target_modules=MLP_TARGETS)
+    prune = PruneClosedCandidatePlugin(refit_steps=5)
+    strategy = _plain_template(model, prune, train_epochs=3)
     stream = list(ci_benchmark.train_stream)[:3]
     for exp in stream:
         strategy.train(exp)
@@ -41,16 +46,7 @@ def test_plugins_compose_with_a_plain_supervised_template(ci_benchmark):
 def test_later_experiences_and_the_refit_leave_earlier_classes_rows_alone(ci_benchmark):
     model = LoRAClassifier(tiny_mlp(), rank=4, target_modules=MLP_TARGETS)
     stream = list(ci_benchmark.train_stream)[:2]
-    strategy = SupervisedTemplate(
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
-        train_mb_size=32, train_epochs=2, eval_mb_size=512, evaluator=quiet_evaluator(),
-        plugins=[
-            BankGuardPlugin(), OpenCandidatePlugin(),
-            GateSelectionPlugin(lambda_sparsity=1000.0, selection_mb_size=8),
-            PruneClosedCandidatePlugin(refit_steps=20), FreezeBankPlugin(), CurrentClassesLossPlugin(),
-        ],
-    )
+    strategy = _plain_template(model, PruneClosedCandidatePlugin(refit_steps=20), train_epochs=2)
     strategy.train(stream[0])
     old_classes = stream[0].classes_in_this_experience
     old_rows = model.head.classifier.weight[old_classes].detach().clone()
