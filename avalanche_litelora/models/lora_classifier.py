@@ -71,6 +71,18 @@ class LoRAClassifier(MultiTaskModule):
         self.register_load_state_dict_pre_hook(_rebuild_bank_for_loading)
 
     # ------------------------------------------------------------------ forward
+    def train(self, mode: bool = True) -> "LoRAClassifier":
+        """Train mode everywhere but in the backbone's normalisation statistics.
+
+        The backbone is frozen: BatchNorm running means must not drift with the stream
+        either, or the function earlier experiences were learned on would change.
+        """
+        super().train(mode)
+        for module in self.backbone.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+        return self
+
     def lora_layers(self) -> Dict[str, LoRALinear]:
         return {n: self.backbone.get_submodule(n) for n in self.lora_layer_names}
 

@@ -107,3 +107,24 @@ def test_mixed_task_labels_in_one_minibatch_route_to_their_heads():
     alone0, alone1 = model(x0, t0), model(x1, t1)
     torch.testing.assert_close(mixed[:5, : alone0.shape[1]], alone0)
     torch.testing.assert_close(mixed[5:, : alone1.shape[1]], alone1)
+
+
+class _BatchNormNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.ReLU())
+        self.classifier = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def test_backbone_batchnorm_statistics_stay_frozen_in_training():
+    backbone = _BatchNormNet()
+    model = LoRAClassifier(backbone, rank=2, target_modules=["features.1"])
+    norm = backbone.features[2]
+    stats = norm.running_mean.clone()
+    model.train()
+    model(torch.randn(8, 1, 8, 8) * 5 + 3)
+    assert not norm.training and model.head.training
+    assert torch.equal(norm.running_mean, stats)
