@@ -74,6 +74,8 @@ def main(argv=None) -> None:
     parser.add_argument("--test-per-experience", type=int, default=1000,
                         help="random test samples per experience (0: all ~2k)")
     parser.add_argument("--lambda-sparsity", type=float, default=0.03)
+    parser.add_argument("--selection-mb-size", type=int, default=16,
+                        help="small selection minibatches give the gate logit more steps")
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=1993)
@@ -92,7 +94,10 @@ def main(argv=None) -> None:
         )
 
     rows = {
-        "LiteLoRA": run(LiteLoRAStrategy, benchmark, args, lambda_sparsity=args.lambda_sparsity),
+        "LiteLoRA": run(
+            LiteLoRAStrategy, benchmark, args,
+            lambda_sparsity=args.lambda_sparsity, selection_mb_size=args.selection_mb_size,
+        ),
         "per-task LoRA": run(PerTaskLoRAStrategy, benchmark, args),
     }
     columns = list(next(iter(rows.values())))
