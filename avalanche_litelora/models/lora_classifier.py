@@ -251,7 +251,14 @@ def _classifier_module_name(backbone: nn.Module, how: Optional[str]) -> List[str
 
 
 def _rebuild_bank_for_loading(module: LoRAClassifier, state_dict, prefix, *args) -> None:
-    """Recreate the adapters, logits and head sizes a state dict holds, so it loads as is."""
+    """Recreate the adapters, logits and head sizes a state dict holds, so it loads as is.
+
+    Only a dict saved from a LoRAClassifier (it carries the bank's extra state) rebuilds the
+    bank; a partial dict (say, a head alone) leaves the adapters as they are.
+    """
+    resize_head_like(module.head, state_dict, prefix + "head.")
+    if prefix + "_extra_state" not in state_dict:
+        return
     gate_prefix = prefix + "gate.logits."
     names = [k[len(gate_prefix):] for k in state_dict if k.startswith(gate_prefix)]
     names.sort(key=lambda n: int(n.rsplit("_", 1)[-1]) if n.rsplit("_", 1)[-1].isdigit() else 0)
@@ -265,10 +272,9 @@ def _rebuild_bank_for_loading(module: LoRAClassifier, state_dict, prefix, *args)
         for layer in module.lora_layers().values():
             layer.add_adapter(name)
         module.gate.add(name, module.init_logit)
-    candidate = state_dict.get(prefix + "_extra_state", {}).get("candidate")
+    candidate = state_dict[prefix + "_extra_state"].get("candidate")
     for name in names:
         if name != candidate:  # finished adapters load frozen, as they were saved
             for layer in module.lora_layers().values():
                 layer.adapters[name].set_requires_grad(adapter=False, magnitude=False)
             module.gate.logits[name].requires_grad_(False)
-    resize_head_like(module.head, state_dict, prefix + "head.")
