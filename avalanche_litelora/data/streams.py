@@ -35,7 +35,7 @@ def subsample_benchmark(
     for size in (train_per_experience, test_per_experience):
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
             raise ValueError(f"subset sizes must be positive integers or None, got {size!r}")
-    return with_task_labels(
+    smaller = with_task_labels(
         with_classes_timeline(
             benchmark_from_datasets(
                 train=cut(benchmark.train_stream, train_per_experience),
@@ -43,3 +43,9 @@ def subsample_benchmark(
             )
         )
     )
+    # The timeline stores classes as sets, which Avalanche's own MultiHeadClassifier
+    # cannot index with; the classic benchmarks give sorted lists.
+    for stream in (smaller.train_stream, smaller.test_stream):
+        for exp in stream:
+            exp.classes_in_this_experience = sorted(exp.classes_in_this_experience)
+    return smaller
