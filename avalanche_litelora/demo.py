@@ -73,7 +73,8 @@ def main(argv=None) -> None:
                         help="random training samples per experience (0: all ~12k)")
     parser.add_argument("--test-per-experience", type=int, default=1000,
                         help="random test samples per experience (0: all ~2k)")
-    parser.add_argument("--lambda-sparsity", type=float, default=0.03)
+    parser.add_argument("--lambdas", type=float, nargs="+", default=[0.03, 1.0],
+                        help="one LiteLoRA run per sparsity weight")
     parser.add_argument("--selection-mb-size", type=int, default=16,
                         help="small selection minibatches give the gate logit more steps")
     parser.add_argument("--rank", type=int, default=4)
@@ -94,12 +95,13 @@ def main(argv=None) -> None:
         )
 
     rows = {
-        "LiteLoRA": run(
+        f"LiteLoRA (lambda={lam:g})": run(
             LiteLoRAStrategy, benchmark, args,
-            lambda_sparsity=args.lambda_sparsity, selection_mb_size=args.selection_mb_size,
-        ),
-        "per-task LoRA": run(PerTaskLoRAStrategy, benchmark, args),
+            lambda_sparsity=lam, selection_mb_size=args.selection_mb_size,
+        )
+        for lam in args.lambdas
     }
+    rows["per-task LoRA"] = run(PerTaskLoRAStrategy, benchmark, args)
     columns = list(next(iter(rows.values())))
     print()
     print("| strategy | " + " | ".join(columns) + " |")
