@@ -104,6 +104,8 @@ class LiteLoRAStrategy(_LoRABankStrategy):
     ``selection_epochs`` epochs under cross-entropy + ``lambda_sparsity`` * L1(gate).
     A candidate whose gate closes is pruned and the head is refit on the reused bank.
 
+    :param model: a plain backbone (wired here), or a ready :class:`LoRAClassifier`, whose
+        own rank, targets, head and gate settings then apply.
     :param rank: LoRA rank of every adapter.
     :param target_modules: Linear module names (dotted suffixes or globs) to adapt;
         timm's fused ``qkv`` is adapted on its q and v slices.
