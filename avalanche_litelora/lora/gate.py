@@ -56,13 +56,16 @@ class AdapterGate(nn.Module):
         """The evaluation decision: ``l > 0``."""
         return bool(self.logits[name].detach() > 0)
 
+    def eval_values(self) -> Dict[str, Tensor]:
+        """The test-time gates ``1[l > 0]``, whatever the module's mode (merging uses them)."""
+        return {n: (l.detach() > 0).to(l.dtype) for n, l in self.logits.items()}
+
     def values(self) -> Dict[str, Tensor]:
         """One gate value per adapter, sampled once per forward pass of the model."""
-        out = {}
-        for name, logit in self.logits.items():
-            if self.training and self.selecting and name == self.candidate:
-                out[name] = straight_through_gumbel_sigmoid(logit, self.tau)
-            else:
-                out[name] = (logit.detach() > 0).to(logit.dtype)
+        out = self.eval_values()
+        if self.training and self.selecting and self.candidate in self.logits:
+            out[self.candidate] = straight_through_gumbel_sigmoid(
+                self.logits[self.candidate], self.tau
+            )
         self.last_candidate_value = out.get(self.candidate) if self.candidate else None
         return out

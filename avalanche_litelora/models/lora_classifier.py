@@ -183,8 +183,7 @@ class LoRAClassifier(MultiTaskModule):
     @torch.no_grad()
     def merge(self) -> None:
         """Fold every open adapter into the base weights for inference at the backbone's cost."""
-        values = {n: (l.detach() > 0).to(l.dtype) for n, l in self.gate.logits.items()}
-        self._push_gate_values(values)
+        self._push_gate_values(self.gate.eval_values())
         for layer in self.lora_layers().values():
             layer.merge()
 

@@ -25,6 +25,7 @@ from avalanche_litelora.training.plugins import (
     OpenCandidatePlugin,
     PruneClosedCandidatePlugin,
 )
+from avalanche_litelora.training.plugins._access import lora_model
 
 
 class _LoRABankStrategy(SupervisedTemplate):
@@ -76,7 +77,7 @@ class _LoRABankStrategy(SupervisedTemplate):
     # Read-outs: the numbers users watch, straight from the bank.
     @property
     def lora_model(self) -> LoRAClassifier:
-        return self.model.module if isinstance(self.model, nn.parallel.DistributedDataParallel) else self.model
+        return lora_model(self)
 
     @property
     def active_adapters(self) -> List[str]:
