@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Type
 
 from torch import nn
 
@@ -66,18 +66,23 @@ def inject_lora(
     target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
     rank: int = 10,
     exclude: Sequence[str] = (),
+    *,
+    layer_type: Type[LoRALinear] = LoRALinear,
 ) -> Dict[str, LoRALinear]:
     """Swap the targeted Linear / 1x1-conv layers for :class:`LoRALinear` in place; freeze the rest.
 
     All checks run before the first swap, so a bad argument leaves ``model`` untouched.
-    ``exclude`` keeps modules (the classifier) out. Returns the wrappers by module name.
+    ``exclude`` keeps modules (the classifier) out. ``layer_type`` is the wrapper class
+    (a :class:`LoRALinear` subclass, such as Share's). Returns the wrappers by module name.
     """
     names = find_target_modules(model, target_modules, exclude)
+    if not (isinstance(layer_type, type) and issubclass(layer_type, LoRALinear)):
+        raise TypeError(f"layer_type must be a LoRALinear subclass, got {layer_type!r}")
     if any(isinstance(m, LoRALinear) for m in model.modules()):
         raise ValueError("model already holds LoRA layers; inject_lora runs once per model")
     modules = dict(model.named_modules())
     # Build every wrapper first (this validates rank against every layer), then swap.
-    wrappers = {n: LoRALinear(modules[n], rank, _slices_for(n, modules[n])) for n in names}
+    wrappers = {n: layer_type(modules[n], rank, _slices_for(n, modules[n])) for n in names}
     for p in model.parameters():
         p.requires_grad_(False)
     for name, wrapper in wrappers.items():

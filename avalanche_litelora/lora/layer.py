@@ -173,12 +173,22 @@ class LoRALinear(nn.Module):
     def _gate(self, name: str):
         return self.gate_values.get(name, 1.0)
 
+    def _factors(self, name: str, key: str) -> Tuple[Tensor, Tensor, Tensor]:
+        """``A`` (r x d_in), ``B`` (width x r) and scale of one adapter on one output slice.
+
+        The one place an adapter's update ``scale * B A`` is defined: the forward pass and
+        :meth:`get_delta_weight` both read it, so subclasses that store adapters
+        differently (Share's shared basis) override only this.
+        """
+        adapter = self.adapters[name]
+        return adapter.A[key], adapter.B[key], adapter.scale(key)
+
     def get_delta_weight(self, name: str) -> Tensor:
         """The full-size weight update of one adapter (before gating)."""
-        adapter = self.adapters[name]
         delta = self.base.weight.new_zeros(self.out_features, self.in_features)
         for key, (start, end) in self.out_slices.items():
-            delta[start:end] = adapter.scale(key) * (adapter.B[key] @ adapter.A[key])
+            a, b, scale = self._factors(name, key)
+            delta[start:end] = scale * (b @ a)
         return delta
 
     def _low_rank(self, x: Tensor, a: Tensor, b: Tensor) -> Tensor:
@@ -191,15 +201,16 @@ class LoRALinear(nn.Module):
         out = self.base(x)
         if self.merged or len(self.adapters) == 0:
             return out
-        for name, adapter in self.adapters.items():
+        for name in self.adapters:
             beta = self._gate(name)
             if not torch.is_tensor(beta) or not beta.requires_grad:
                 if float(beta) == 0.0:
                     continue  # closed gate: skip the work, the update is exactly zero
             for key, (start, end) in self.out_slices.items():
-                update = self._low_rank(x, adapter.A[key], adapter.B[key])
+                a, b, scale = self._factors(name, key)
+                update = self._low_rank(x, a, b)
                 target = out[:, start:end] if self.is_conv else out[..., start:end]
-                target += (beta * adapter.scale(key)) * update
+                target += (beta * scale) * update
         return out
 
     @torch.no_grad()

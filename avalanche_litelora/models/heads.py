@@ -8,7 +8,7 @@ shapes a state dict holds before loading it.
 from __future__ import annotations
 
 import re
-from typing import Mapping, Optional, Tuple
+from typing import List, Mapping, Optional, Tuple
 
 import torch
 from avalanche.models import IncrementalClassifier, MultiHeadClassifier
@@ -40,6 +40,14 @@ def find_classifier(backbone: nn.Module, feature_dim: Optional[int] = None) -> T
         f"nn.Linear attribute named one of {CLASSIFIER_NAMES}, or pass feature_dim= for a "
         "backbone that already outputs features"
     )
+
+
+def classifier_module_names(backbone: nn.Module, how: Optional[str]) -> List[str]:
+    """Module names of the backbone's own classifier, to keep out of LoRA injection."""
+    if how == "reset_classifier":
+        cfg = getattr(backbone, "pretrained_cfg", None) or {}
+        return [cfg.get("classifier", "head")]
+    return [how] if how else []
 
 
 def remove_classifier(backbone: nn.Module, how: Optional[str]) -> None:

@@ -13,6 +13,7 @@ from avalanche_litelora.lora.gate import AdapterGate
 from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES, inject_lora
 from avalanche_litelora.lora.layer import LoRALinear
 from avalanche_litelora.models.heads import (
+    classifier_module_names,
     find_classifier,
     make_head,
     remove_classifier,
@@ -50,7 +51,7 @@ class LoRAClassifier(MultiTaskModule):
             raise ValueError(f"init_logit must be a finite number, got {init_logit!r}")
         gate = AdapterGate(tau)  # validates tau before the backbone is touched
         how, in_features = find_classifier(backbone, feature_dim)
-        excluded = _classifier_module_name(backbone, how)
+        excluded = classifier_module_names(backbone, how)
         targets = [target_modules] if isinstance(target_modules, str) else list(target_modules)
         layers = inject_lora(backbone, targets, rank, exclude=excluded)
         remove_classifier(backbone, how)
@@ -239,14 +240,6 @@ class LoRAClassifier(MultiTaskModule):
         self.pruned_adapters = list(state["pruned_adapters"])
         self._opened = int(state["opened"])
         self.gate.candidate = state["candidate"]
-
-
-def _classifier_module_name(backbone: nn.Module, how: Optional[str]) -> List[str]:
-    """Module names of the backbone's own classifier, kept out of LoRA injection."""
-    if how == "reset_classifier":
-        cfg = getattr(backbone, "pretrained_cfg", None) or {}
-        return [cfg.get("classifier", "head")]
-    return [how] if how else []
 
 
 def _rebuild_bank_for_loading(module: LoRAClassifier, state_dict, prefix, *args) -> None:
