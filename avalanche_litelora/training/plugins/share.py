@@ -1,0 +1,135 @@
+"""Share as Avalanche plugins: guard, open the task's coefficients, merge the subspace.
+
+Order: :class:`ShareGuardPlugin`, :class:`ShareOpenTaskPlugin`, :class:`ShareMergePlugin`.
+They need a :class:`~avalanche_litelora.share.ShareClassifier` as the strategy's model.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from avalanche.core import SupervisedPlugin
+from torch import nn
+
+from avalanche_litelora.models.heads import head_capacity
+from avalanche_litelora.share.basis import validate_basis_choice
+from avalanche_litelora.share.model import ShareClassifier, check_positive_int
+
+
+def share_model(strategy) -> ShareClassifier:
+    """The Share model behind a strategy (possibly DDP-wrapped)."""
+    model = strategy.model
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module
+    if not isinstance(model, ShareClassifier):
+        raise TypeError(
+            "Share plugins need the strategy's model to be a ShareClassifier "
+            f"(see avalanche_litelora.share), got {type(model).__name__}"
+        )
+    return model
+
+
+def _subspace_keys(key: str) -> bool:
+    """State entries training may change: coefficients, bases, head, Share metadata."""
+    return (
+        ".adapters." in key
+        or ".basis_" in key
+        or ".extra_" in key
+        or key.startswith("head.")
+        or key == "_extra_state"
+    )
+
+
+class ShareGuardPlugin(SupervisedPlugin):
+    """Checks each experience before the subspace changes; restores it on a non-finite loss.
+
+    Put it first: it snapshots the model before the task's coefficients open.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._snapshot = None
+
+    def before_training_exp(self, strategy, **kwargs):
+        model = share_model(strategy)
+        experience = strategy.experience
+        if not list(experience.task_labels):
+            raise ValueError(f"experience {experience.current_experience} has no task label")
+        classes = experience.classes_in_this_experience
+        capacity = head_capacity(model.head)
+        if capacity is not None and classes and max(classes) >= capacity:
+            raise ValueError(
+                f"experience {experience.current_experience} has class {max(classes)} "
+                f"but the head holds only {capacity} classes"
+            )
+        self._snapshot = {
+            k: v.detach().clone() if torch.is_tensor(v) else v
+            for k, v in model.state_dict().items()
+            if _subspace_keys(k)
+        }
+
+    def before_update(self, strategy, **kwargs):
+        loss = strategy.loss
+        if bool(torch.isfinite(loss).all()):
+            return
+        exp = strategy.experience.current_experience
+        iteration = strategy.clock.train_exp_iterations
+        if self._snapshot is not None:
+            share_model(strategy).load_state_dict(self._snapshot, strict=False)
+            strategy.make_optimizer(remove_params=True, reset_optimizer_state=True)
+            self._snapshot = None
+        raise FloatingPointError(
+            f"non-finite loss at experience {exp}, iteration {iteration}: training stopped "
+            "and the shared subspace was restored to its state before this experience"
+        )
+
+    def after_training_exp(self, strategy, **kwargs):
+        self._snapshot = None
+
+
+class ShareOpenTaskPlugin(SupervisedPlugin):
+    """Before each experience: the task's coefficients and ``phi`` temporary basis vectors.
+
+    Only those, plus the head, train; the shared basis and other tasks stay frozen. The
+    optimizer is rebuilt with a fresh state, as for the LoRA strategies.
+
+    :param pseudo_rank: width p of a task's coefficients (after the first task).
+    :param temporary_vectors: phi, extra basis vectors trained with each later task.
+    """
+
+    def __init__(self, pseudo_rank: int = 1, temporary_vectors: int = 2):
+        super().__init__()
+        self.pseudo_rank = check_positive_int(pseudo_rank, "pseudo_rank")
+        self.temporary_vectors = check_positive_int(temporary_vectors, "temporary_vectors")
+
+    def before_training_exp(self, strategy, **kwargs):
+        model = share_model(strategy)
+        names = model.open_tasks(
+            list(strategy.experience.task_labels),
+            pseudo_rank=self.pseudo_rank,
+            temporary_vectors=self.temporary_vectors,
+        )
+        model.set_trainable(names)
+        strategy.make_optimizer(reset_optimizer_state=True)
+
+
+class ShareMergePlugin(SupervisedPlugin):
+    """After each experience: SVD merge of every task's adapter into the new shared basis.
+
+    :param explained_variance: fraction of the stacked adapters' energy the basis keeps
+        (default 0.6 when ``k`` is not given either).
+    :param k: fixed basis size instead of a threshold.
+    """
+
+    def __init__(self, explained_variance: Optional[float] = None, k: Optional[int] = None):
+        super().__init__()
+        validate_basis_choice(explained_variance, k)
+        self.explained_variance = explained_variance
+        self.k = k
+
+    def after_training_exp(self, strategy, **kwargs):
+        model = share_model(strategy)
+        model.merge_subspace(explained_variance=self.explained_variance, k=self.k)
+        # the merge replaced the bases and coefficients: point the optimizer at the new ones
+        strategy.make_optimizer(reset_optimizer_state=True)

@@ -1,0 +1,116 @@
+"""``ShareStrategy``: a SupervisedTemplate with the Share plugins, built from a plain backbone."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+from avalanche.core import BasePlugin
+from avalanche.training.templates import SupervisedTemplate
+from torch import nn
+from torch.nn import CrossEntropyLoss
+from torch.optim import Optimizer
+
+from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
+from avalanche_litelora.share.model import MergeReport, ShareClassifier
+from avalanche_litelora.training.plugins.share import (
+    ShareGuardPlugin,
+    ShareMergePlugin,
+    ShareOpenTaskPlugin,
+    share_model,
+)
+
+
+class ShareStrategy(SupervisedTemplate):
+    """Share: one shared LoRA subspace per layer, a few coefficients per task.
+
+    The first experience trains a rank-``rank`` adapter that seeds the bases. Every later
+    experience trains its task's coefficients (width ``pseudo_rank``) over the frozen
+    basis plus ``temporary_vectors`` trainable extra vectors; after each experience every
+    task's adapter is rebuilt, an SVD gives the new basis (``k`` vectors, or enough to keep
+    ``explained_variance`` of the energy) and all coefficients are re-projected onto it.
+    Task-incremental: inference uses each sample's Avalanche task label.
+
+    :param model: a plain backbone (wired here: LoRA layers, multi-head), or a ready
+        :class:`ShareClassifier`, whose own rank, targets, head and unknown-task rule apply.
+    :param rank: rank of the first adapter; also the rank of the per-task-LoRA equivalent.
+    :param pseudo_rank: p, width of each later task's coefficients.
+    :param temporary_vectors: phi, extra basis vectors trained with each later task.
+    :param explained_variance: energy threshold for k (default 0.6 when ``k`` is None).
+    :param k: fixed basis size instead of a threshold.
+    :param target_modules: Linear module names (dotted suffixes or globs) to adapt;
+        timm's fused ``qkv`` is adapted on its q and v slices.
+    :param feature_dim: for a backbone that already outputs features.
+    :param unknown_task: ``"backbone"`` (a task without coefficients runs through the bare
+        backbone, as evaluation of future experiences needs) or ``"error"``.
+    Every other keyword goes to ``SupervisedTemplate``.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        optimizer: Optimizer,
+        criterion=None,
+        rank: int = 10,
+        pseudo_rank: int = 1,
+        temporary_vectors: int = 2,
+        explained_variance: Optional[float] = None,
+        k: Optional[int] = None,
+        target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
+        feature_dim: Optional[int] = None,
+        unknown_task: str = "backbone",
+        plugins: Optional[Sequence[BasePlugin]] = None,
+        **base_kwargs,
+    ):
+        share_plugins = [
+            ShareGuardPlugin(),
+            ShareOpenTaskPlugin(pseudo_rank=pseudo_rank, temporary_vectors=temporary_vectors),
+            ShareMergePlugin(explained_variance=explained_variance, k=k),
+        ]
+        # SupervisedTemplate rejects unknown keywords before the backbone is touched.
+        super().__init__(
+            model=model,
+            optimizer=optimizer,
+            criterion=criterion if criterion is not None else CrossEntropyLoss(),
+            plugins=share_plugins + list(plugins or []),
+            **base_kwargs,
+        )
+        if isinstance(model, ShareClassifier):
+            self.model = model
+        else:
+            self.model = ShareClassifier(
+                model,
+                rank=rank,
+                target_modules=target_modules,
+                feature_dim=feature_dim,
+                unknown_task=unknown_task,
+            )
+
+    # Read-outs, straight from the model.
+    @property
+    def share_model(self) -> ShareClassifier:
+        return share_model(self)
+
+    @property
+    def lora_model(self) -> ShareClassifier:
+        """Same as :attr:`share_model`, under the LoRA strategies' name."""
+        return share_model(self)
+
+    def basis_sizes(self) -> Dict[str, int]:
+        return self.share_model.basis_sizes()
+
+    def adapter_parameter_count(self) -> int:
+        return self.share_model.adapter_parameter_count()
+
+    def per_task_lora_parameter_count(self, n_tasks: Optional[int] = None) -> int:
+        return self.share_model.per_task_lora_parameter_count(n_tasks)
+
+    def parameter_ratio(self) -> float:
+        return self.share_model.parameter_ratio()
+
+    def reconstruction_errors(self) -> List[Dict[int, float]]:
+        return self.share_model.reconstruction_errors()
+
+    @property
+    def merge_reports(self) -> List[MergeReport]:
+        return list(self.share_model.merge_reports)
