@@ -1,0 +1,65 @@
+"""The accuracy matrix so far as a heatmap image, one per training experience (x = its index)."""
+
+from __future__ import annotations
+
+from typing import List
+
+from avalanche.evaluation import PluginMetric
+from avalanche.evaluation.metric_results import MetricValue
+
+from avalanche_litelora.analysis.plots import figure_to_image, heatmap_figure
+from avalanche_litelora.metrics.recorder import AccuracyMatrixRecorder
+
+
+class AccuracyMatrixHeatmapMetric(PluginMetric[object]):
+    """``Images/accuracy_matrix/<stream>``: rows = after training experience i, columns = experiences.
+
+    Emitted as a PIL image (Avalanche's ``TensorboardLogger`` writes it with ``add_image``;
+    text loggers skip it). Experiences evaluated but not yet trained show as columns too.
+    """
+
+    def __init__(self, stream: str = "test_stream"):
+        super().__init__()
+        self.recorder = AccuracyMatrixRecorder(stream)
+        self._last = None
+
+    def result(self):
+        """The last image emitted (or None)."""
+        return self._last
+
+    def reset(self) -> None:
+        self._last = None
+
+    def before_training_exp(self, strategy):
+        self.recorder.before_training_exp(strategy)
+
+    def after_training_exp(self, strategy):
+        self.recorder.after_training_exp(strategy)
+
+    def before_eval_exp(self, strategy):
+        self.recorder.before_eval_exp(strategy)
+
+    def after_eval_iteration(self, strategy):
+        self.recorder.after_eval_iteration(strategy)
+
+    def after_eval_exp(self, strategy):
+        self.recorder.after_eval_exp(strategy)
+
+    def after_eval(self, strategy) -> List[MetricValue]:
+        step = self.recorder.new_complete_row()
+        if step is None:
+            return []
+        columns, values = self.recorder.full_matrix(step)
+        fig = heatmap_figure(
+            values,
+            row_labels=[f"after {i}" for i in range(step + 1)],
+            col_labels=[str(j) for j in columns],
+            title=f"accuracy on {self.recorder.stream}",
+            xlabel="evaluated experience",
+            ylabel="after training experience",
+        )
+        self._last = figure_to_image(fig)
+        return [MetricValue(self, f"Images/accuracy_matrix/{self.recorder.stream}", self._last, step)]
+
+    def __str__(self) -> str:
+        return "AccuracyMatrixHeatmap"

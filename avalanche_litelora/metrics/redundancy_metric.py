@@ -1,0 +1,57 @@
+"""The redundancy analysis after each training experience (x = its index), as metrics.
+
+Emits the model-level figures of :mod:`avalanche_litelora.analysis.redundancy`:
+``Redundancy/mean_overlap``, ``Redundancy/mean_captured``, ``Redundancy/rank90``,
+``Redundancy/rank99``, ``Redundancy/captured/<adapter>`` and the image
+``Images/adapter_overlap`` (the pairwise overlap heatmap).
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+from avalanche.evaluation import PluginMetric
+from avalanche.evaluation.metric_results import MetricValue
+
+from avalanche_litelora.analysis.plots import figure_to_image
+from avalanche_litelora.analysis.redundancy import RedundancyReport, analyse_model
+from avalanche_litelora.analysis.report import overlap_figure, scalars
+from avalanche_litelora.metrics._bank_access import BankLookup
+
+
+class AdapterRedundancyMetric(PluginMetric[RedundancyReport]):
+    """Subspace overlap, captured fraction and effective rank of the bank, after pruning/freezing.
+
+    ``image=False`` skips the heatmap (matplotlib rendering is the costly part on long
+    streams). Models that are not a ``LoRAClassifier`` are skipped with one warning.
+    """
+
+    def __init__(self, image: bool = True):
+        super().__init__()
+        self.image = bool(image)
+        self._bank = BankLookup("AdapterRedundancyMetric")
+        self._step = -1
+        self._last = None
+
+    def result(self):
+        """The last :class:`RedundancyReport` (or None)."""
+        return self._last
+
+    def reset(self) -> None:
+        self._last = None
+
+    def after_training_exp(self, strategy) -> List[MetricValue]:
+        self._step += 1
+        model = self._bank(strategy)
+        if model is None or not model.adapter_names:
+            return []
+        report = analyse_model(model, slices=False)  # reads A/B/magnitudes only: merging is irrelevant
+        self._last = report
+        out = [MetricValue(self, tag, value, self._step) for tag, value in scalars(report).items()]
+        if self.image:
+            image = figure_to_image(overlap_figure(report))
+            out.append(MetricValue(self, "Images/adapter_overlap", image, self._step))
+        return out
+
+    def __str__(self) -> str:
+        return "AdapterRedundancy"
