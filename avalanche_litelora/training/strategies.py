@@ -16,6 +16,7 @@ from torch.optim import Optimizer
 
 from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
 from avalanche_litelora.models.lora_classifier import LoRAClassifier
+from avalanche_litelora.training.checkpoint import CheckpointMixin
 from avalanche_litelora.training.plugins import (
     BankGuardPlugin,
     CurrentClassesLossPlugin,
@@ -28,8 +29,11 @@ from avalanche_litelora.training.plugins import (
 from avalanche_litelora.training.plugins._access import lora_model
 
 
-class _LoRABankStrategy(SupervisedTemplate):
-    """Wires a plain backbone into a :class:`LoRAClassifier` and appends bank plugins."""
+class _LoRABankStrategy(CheckpointMixin, SupervisedTemplate):
+    """Wires a plain backbone into a :class:`LoRAClassifier` and appends bank plugins.
+
+    ``save_checkpoint(path)`` / ``resume(path)`` come from :class:`CheckpointMixin`.
+    """
 
     def __init__(
         self,

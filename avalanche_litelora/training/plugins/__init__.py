@@ -1,10 +1,11 @@
 """LiteLoRA as Avalanche plugins, one lifecycle job each; usable with any SupervisedTemplate.
 
 Order matters and is the order below: guard, open, (select), (prune), (freeze);
-the loss and evaluation plugins go anywhere.
+the loss and evaluation plugins go anywhere; CheckpointPlugin writes after train().
 """
 
 from avalanche_litelora.training.plugins.candidate import OpenCandidatePlugin
+from avalanche_litelora.training.plugins.checkpoint import CheckpointPlugin
 from avalanche_litelora.training.plugins.current_classes import CurrentClassesLossPlugin
 from avalanche_litelora.training.plugins.freeze import FreezeBankPlugin
 from avalanche_litelora.training.plugins.guards import BankGuardPlugin
@@ -20,4 +21,5 @@ __all__ = [
     "FreezeBankPlugin",
     "CurrentClassesLossPlugin",
     "MergedEvalPlugin",
+    "CheckpointPlugin",
 ]
