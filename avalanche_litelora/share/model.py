@@ -20,6 +20,7 @@ from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES, inject_lora
 from avalanche_litelora.models.heads import (
     classifier_module_names,
     find_classifier,
+    head_capacity,
     make_head,
     remove_classifier,
     resize_head_like,
@@ -119,9 +120,12 @@ class ShareClassifier(MultiTaskModule):
                 "Share is task-incremental: the model needs one task label per sample to "
                 "pick that task's coefficients (Avalanche strategies pass them)"
             )
-        if isinstance(self.head, MultiHeadClassifier):  # width of the padded output
+        # Avalanche pads every task's logits to max_class_label columns: cover every head.
+        if isinstance(self.head, MultiHeadClassifier):
             widths = [c.classifier.out_features for c in self.head.classifiers.values()]
-            self.max_class_label = max([self.max_class_label] + widths)
+        else:
+            widths = [head_capacity(self.head) or 0]
+        self.max_class_label = max([self.max_class_label] + widths)
         return super().forward(x, task_labels)
 
     def forward_single_task(self, x: Tensor, task_label: int) -> Tensor:
