@@ -16,7 +16,7 @@ from torch.optim import Optimizer
 
 from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
 from avalanche_litelora.models.lora_classifier import LoRAClassifier
-from avalanche_litelora.training.checkpoint import CheckpointMixin
+from avalanche_litelora.training.distributed import evaluate_every_sample, refuse_unsupported_plugins
 from avalanche_litelora.training.plugins import (
     BankGuardPlugin,
     CurrentClassesLossPlugin,
@@ -29,11 +29,8 @@ from avalanche_litelora.training.plugins import (
 from avalanche_litelora.training.plugins._access import lora_model
 
 
-class _LoRABankStrategy(CheckpointMixin, SupervisedTemplate):
-    """Wires a plain backbone into a :class:`LoRAClassifier` and appends bank plugins.
-
-    ``save_checkpoint(path)`` / ``resume(path)`` come from :class:`CheckpointMixin`.
-    """
+class _LoRABankStrategy(SupervisedTemplate):
+    """Wires a plain backbone into a :class:`LoRAClassifier` and appends bank plugins."""
 
     def __init__(
         self,
@@ -65,6 +62,7 @@ class _LoRABankStrategy(CheckpointMixin, SupervisedTemplate):
             plugins=all_plugins,
             **base_kwargs,
         )
+        refuse_unsupported_plugins(self.plugins)  # under torchrun; the backbone is untouched
         if isinstance(model, LoRAClassifier):
             self.model = model
         else:
@@ -77,6 +75,17 @@ class _LoRABankStrategy(CheckpointMixin, SupervisedTemplate):
                 init_logit=init_logit,
                 tau=tau,
             )
+
+    # Distributed training (torchrun): see avalanche_litelora.training.distributed.
+    def _check_distributed_training_compatibility(self):
+        """Refuse, rather than warn about, plugins that may diverge across ranks."""
+        refuse_unsupported_plugins(self.plugins)
+        return True
+
+    def make_eval_dataloader(self, **kwargs):
+        """Every rank evaluates the whole experience: Avalanche's metrics are per process."""
+        super().make_eval_dataloader(**kwargs)
+        evaluate_every_sample(self)
 
     # Read-outs: the numbers users watch, straight from the bank.
     @property

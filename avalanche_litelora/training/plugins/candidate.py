@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from avalanche.core import SupervisedPlugin
 
+from avalanche_litelora.training.distributed import make_optimizer, unwrap_model, wrap_for_training
 from avalanche_litelora.training.plugins._access import lora_model
 
 
-class OpenCandidatePlugin(SupervisedPlugin):
+class OpenCandidatePlugin(SupervisedPlugin, supports_distributed=True):
     """Adds the experience's adapter, logit and magnitudes, then sets the magnitude phase.
 
     Avalanche builds the optimizer before plugins run, so the plugin calls
     ``strategy.make_optimizer()`` to put the new tensors in it, with a fresh state as the
     reference code's per-task optimizer has: momentum left from the previous experience
-    would otherwise keep moving the head rows of earlier classes.
+    would otherwise keep moving the head rows of earlier classes. Under torchrun the model
+    is then (re)wrapped in DDP, so the new adapter's gradients are averaged across ranks.
 
     :param train_past_magnitudes: SD-LoRA trains the magnitudes of earlier adapters with
         the new one; ``False`` keeps every finished adapter's magnitude frozen too.
@@ -25,6 +27,10 @@ class OpenCandidatePlugin(SupervisedPlugin):
         super().__init__()
         self.train_past_magnitudes = train_past_magnitudes
         self.single_adapter = single_adapter
+
+    def before_train_dataset_adaptation(self, strategy, **kwargs):
+        """Avalanche's head growth and optimizer update then see the plain model's names."""
+        unwrap_model(strategy)
 
     def before_training_exp(self, strategy, **kwargs):
         model = lora_model(strategy)
@@ -38,4 +44,5 @@ class OpenCandidatePlugin(SupervisedPlugin):
             candidate_logit=False,
             head=True,
         )
-        strategy.make_optimizer(reset_optimizer_state=True)
+        make_optimizer(strategy, reset_optimizer_state=True)
+        wrap_for_training(strategy)

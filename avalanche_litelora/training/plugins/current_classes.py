@@ -7,7 +7,7 @@ from avalanche.core import SupervisedPlugin
 from avalanche_litelora.training.masking import keep_only_classes
 
 
-class CurrentClassesLossPlugin(SupervisedPlugin):
+class CurrentClassesLossPlugin(SupervisedPlugin, supports_distributed=True):
     """Masks the logits of every class not in the current experience during training.
 
     With a growing head, a plain cross-entropy pushes the old classes' logits down on

@@ -7,7 +7,7 @@ from avalanche.core import SupervisedPlugin
 from avalanche_litelora.training.plugins._access import lora_model
 
 
-class FreezeBankPlugin(SupervisedPlugin):
+class FreezeBankPlugin(SupervisedPlugin, supports_distributed=True):
     """Freezes the kept candidate (adapter, magnitude-form switch, logit).
 
     Its optimizer state (momentum of A and B, the logit's moments) is dropped: it

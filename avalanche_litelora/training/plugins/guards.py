@@ -8,6 +8,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 
 from avalanche_litelora.models.heads import head_capacity
+from avalanche_litelora.training.distributed import any_rank, make_optimizer
 from avalanche_litelora.training.plugins._access import lora_model
 
 
@@ -16,7 +17,7 @@ def _bank_keys(key: str) -> bool:
     return ".adapters." in key or key.startswith(("gate.", "head.")) or key == "_extra_state"
 
 
-class BankGuardPlugin(SupervisedPlugin):
+class BankGuardPlugin(SupervisedPlugin, supports_distributed=True):
     """Checks each experience before the bank changes and restores it on a non-finite loss.
 
     Put it first in the plugin list: it snapshots the bank before the candidate opens.
@@ -44,7 +45,7 @@ class BankGuardPlugin(SupervisedPlugin):
     def before_update(self, strategy, **kwargs):
         """After every plugin has shaped the loss and before any weight moves."""
         loss = strategy.loss
-        if bool(torch.isfinite(loss).all()):
+        if not any_rank(not bool(torch.isfinite(loss).all())):  # every rank stops together
             return
         exp = strategy.experience.current_experience
         iteration = strategy.clock.train_exp_iterations
@@ -64,7 +65,7 @@ class BankGuardPlugin(SupervisedPlugin):
                 plugin.abort_experience(strategy)
         model.gate.selecting = False
         model.load_state_dict(self._snapshot, strict=False)
-        strategy.make_optimizer(remove_params=True)
+        make_optimizer(strategy, remove_params=True)
         self._snapshot = None
 
     def after_training_exp(self, strategy, **kwargs):

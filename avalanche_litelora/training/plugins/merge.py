@@ -7,7 +7,7 @@ from avalanche.core import SupervisedPlugin
 from avalanche_litelora.training.plugins._access import lora_model
 
 
-class MergedEvalPlugin(SupervisedPlugin):
+class MergedEvalPlugin(SupervisedPlugin, supports_distributed=True):
     """``merge()`` before each evaluation, ``unmerge()`` after it (also inside training)."""
 
     def before_eval(self, strategy, **kwargs):

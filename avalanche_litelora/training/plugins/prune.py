@@ -9,17 +9,24 @@ from avalanche.core import SupervisedPlugin
 from avalanche.models.utils import avalanche_forward
 from torch.nn import functional as F
 
+from avalanche_litelora.training.distributed import (
+    broadcast_bank_,
+    broadcast_decision,
+    make_optimizer,
+    wrap_for_training,
+)
 from avalanche_litelora.training.masking import keep_only_classes
 from avalanche_litelora.training.plugins._access import lora_model
 
 
-class PruneClosedCandidatePlugin(SupervisedPlugin):
+class PruneClosedCandidatePlugin(SupervisedPlugin, supports_distributed=True):
     """Removes a rejected candidate from the model and the optimizer, then refits the head.
 
     The head rows of the current classes were trained together with the candidate; once
     it is gone they are refit for ``refit_steps`` minibatches on the reused bank (the
     reference code skips this). Only the current classes' rows get gradient, so earlier
-    classes are untouched.
+    classes are untouched. Under torchrun the decision is rank 0's, broadcast with its
+    bank, so every rank keeps or prunes the same adapter.
     """
 
     def __init__(self, refit_steps: int = 50, refit_lr: float = 0.01, class_incremental: bool = True):
@@ -37,10 +44,13 @@ class PruneClosedCandidatePlugin(SupervisedPlugin):
     def after_training_exp(self, strategy, **kwargs):
         model = lora_model(strategy)
         name = model.candidate
-        if name is None or len(model.adapter_names) < 2 or model.gate.is_open(name):
+        if name is None or len(model.adapter_names) < 2:
+            return
+        broadcast_bank_(model)
+        if broadcast_decision(model.gate.is_open(name)):
             return
         model.prune(name)
-        strategy.make_optimizer(remove_params=True)
+        make_optimizer(strategy, remove_params=True)
         self.decisions.append((name, strategy.clock.train_exp_counter))
         if self.refit_steps:
             self._refit_head(strategy, model)
@@ -56,6 +66,7 @@ class PruneClosedCandidatePlugin(SupervisedPlugin):
         )
         params = [p for p in model.head.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(params, lr=self.refit_lr, momentum=0.9)
+        wrap_for_training(strategy)  # the head alone trains now
         classes = strategy.experience.classes_in_this_experience
         was_training = model.training
         model.train()

@@ -7,10 +7,11 @@ from typing import Optional
 import torch
 from avalanche.core import SupervisedPlugin
 
+from avalanche_litelora.training.distributed import wrap_for_training
 from avalanche_litelora.training.plugins._access import lora_model
 
 
-class GateSelectionPlugin(SupervisedPlugin):
+class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
     """Trains only the candidate's gate logit for the last ``selection_epochs`` epochs.
 
     The loss becomes cross-entropy + ``lambda_sparsity`` * L1(beta), beta being the
@@ -64,9 +65,9 @@ class GateSelectionPlugin(SupervisedPlugin):
         if self._start_epoch is None or self.selecting:
             return
         if strategy.clock.train_exp_epochs == self._start_epoch:
-            self._enter_selection(strategy)
+            self._enter_selection(strategy, **kwargs)
 
-    def _enter_selection(self, strategy) -> None:
+    def _enter_selection(self, strategy, **loader_kwargs) -> None:
         model = lora_model(strategy)
         model.set_trainable(
             candidate_adapter=False,
@@ -82,7 +83,8 @@ class GateSelectionPlugin(SupervisedPlugin):
         if self.selection_mb_size is not None:
             self._saved_mb_size = strategy.train_mb_size
             strategy.train_mb_size = self.selection_mb_size
-            strategy.make_train_dataloader()
+            strategy.make_train_dataloader(**loader_kwargs)  # train()'s loader options
+        wrap_for_training(strategy)  # under torchrun, DDP now averages the logit's gradient
         self.selecting = True
 
     def before_backward(self, strategy, **kwargs):
