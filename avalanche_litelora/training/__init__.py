@@ -5,5 +5,6 @@ from avalanche_litelora.training.strategies import (
     PerTaskLoRAStrategy,
     SequentialLoRAStrategy,
 )
+from avalanche_litelora.training.share_strategy import ShareStrategy
 
-__all__ = ["LiteLoRAStrategy", "PerTaskLoRAStrategy", "SequentialLoRAStrategy"]
+__all__ = ["LiteLoRAStrategy", "PerTaskLoRAStrategy", "SequentialLoRAStrategy", "ShareStrategy"]

@@ -12,6 +12,11 @@ from avalanche_litelora.training.plugins.guards import BankGuardPlugin
 from avalanche_litelora.training.plugins.merge import MergedEvalPlugin
 from avalanche_litelora.training.plugins.prune import PruneClosedCandidatePlugin
 from avalanche_litelora.training.plugins.selection import GateSelectionPlugin
+from avalanche_litelora.training.plugins.share import (
+    ShareGuardPlugin,
+    ShareMergePlugin,
+    ShareOpenTaskPlugin,
+)
 
 __all__ = [
     "BankGuardPlugin",
@@ -22,4 +27,7 @@ __all__ = [
     "CurrentClassesLossPlugin",
     "MergedEvalPlugin",
     "CheckpointPlugin",
+    "ShareGuardPlugin",
+    "ShareOpenTaskPlugin",
+    "ShareMergePlugin",
 ]
