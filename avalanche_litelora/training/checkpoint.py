@@ -31,6 +31,8 @@ import torch
 from avalanche.distributed import DistributedHelper
 from torch import nn
 
+from avalanche_litelora.lora.layer import LoRALinear
+
 FORMAT = "avalanche-litelora-checkpoint"
 FORMAT_VERSION = 1
 
@@ -148,14 +150,20 @@ def config_fingerprint(strategy) -> Dict[str, Any]:
                 settings[key] = copy.copy(getattr(model, key))
         if hasattr(model, "gate"):
             settings["tau"] = getattr(model.gate, "tau", None)
-        backbone = getattr(model, "backbone", model)
-        settings["backbone"] = [
-            [name, list(t.shape), str(t.dtype)]
-            for name, t in backbone.state_dict().items()
-            if torch.is_tensor(t) and ".adapters." not in name
-        ]
+        settings["backbone"] = _backbone_signature(getattr(model, "backbone", model))
         fingerprint["model_settings"] = settings
     return fingerprint
+
+
+def _backbone_signature(backbone: nn.Module) -> List[list]:
+    """Names, shapes and dtypes of the frozen weights: everything but what the LoRA layers grow."""
+    lora_prefixes = tuple(f"{n}." for n, m in backbone.named_modules() if isinstance(m, LoRALinear) and n)
+    signature = []
+    for name, tensor in backbone.state_dict().items():
+        inside = next((p for p in lora_prefixes if name.startswith(p)), None)
+        if torch.is_tensor(tensor) and (inside is None or name.startswith(inside + "base.")):
+            signature.append([name, list(tensor.shape), str(tensor.dtype)])
+    return signature
 
 
 def _fingerprint_diff(saved: Mapping, live: Mapping) -> List[str]:
@@ -316,19 +324,27 @@ def _capture_evaluator(evaluator) -> Optional[Dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------- capture
-def _optimizer_param_names(strategy, model: nn.Module) -> List[List[Optional[str]]]:
-    """Each optimizer slot by parameter name; ``None`` for a parameter outside the model.
+def _optimizer_state(strategy, model: nn.Module) -> Dict[str, Any]:
+    """The optimizer's state dict with each slot named by its model parameter.
 
-    Such orphans are usual: the optimizer is built on the plain backbone, whose classifier
-    the adapter-bank model drops, and Avalanche's ``make_optimizer`` keeps them (no gradient).
+    Slots holding a parameter outside the model are left out: the optimizer is usually built
+    on the plain backbone, whose classifier the adapter-bank model drops, and Avalanche's
+    ``make_optimizer`` keeps such parameters; they get no gradient and change nothing.
     """
     names = {id(p): n for n, p in model.named_parameters()}
-    return [[names.get(id(p)) for p in group["params"]] for group in strategy.optimizer.param_groups]
-
-
-def _orphans(strategy) -> List[List[nn.Parameter]]:
-    names = {id(p) for p in _unwrap(strategy.model).parameters()}
-    return [[p for p in group["params"] if id(p) not in names] for group in strategy.optimizer.param_groups]
+    state = strategy.optimizer.state_dict()
+    groups, kept_ids = [], set()
+    for group, saved in zip(strategy.optimizer.param_groups, state["param_groups"]):
+        slots = [(names[id(p)], i) for p, i in zip(group["params"], saved["params"]) if id(p) in names]
+        saved["params"] = [i for _, i in slots]
+        groups.append([n for n, _ in slots])
+        kept_ids.update(saved["params"])
+    state["state"] = {i: v for i, v in state["state"].items() if i in kept_ids}
+    return {
+        "state_dict": state,
+        "param_names": groups,
+        "tracked": getattr(strategy, "optimized_param_id", None) is not None,
+    }
 
 
 def capture_state(strategy, extra: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
@@ -347,11 +363,7 @@ def capture_state(strategy, extra: Optional[Mapping[str, Any]] = None) -> Dict[s
         "format_version": FORMAT_VERSION,
         "fingerprint": config_fingerprint(strategy),
         "model": model.state_dict(),
-        "optimizer": {
-            "state_dict": strategy.optimizer.state_dict(),
-            "param_names": _optimizer_param_names(strategy, model),
-            "tracked": getattr(strategy, "optimized_param_id", None) is not None,
-        },
+        "optimizer": _optimizer_state(strategy, model),
         "clock": dict(vars(strategy.clock)),
         "experiences_done": int(strategy.clock.train_exp_counter),
         "rng": capture_rng_state(),
@@ -395,6 +407,12 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_torch_save(obj: Any, path: PathLike) -> Path:
     """``torch.save`` to a temporary file beside ``path``, fsync, rename over it, fsync the folder.
 
@@ -407,6 +425,7 @@ def atomic_torch_save(obj: Any, path: PathLike) -> Path:
         stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=directory)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from the group
         with os.fdopen(fd, "wb") as file:
             pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
             torch.save(obj, _PausingWriter(file, pause, tmp) if pause > 0 else file)
@@ -471,9 +490,9 @@ def _check_model_loads(model: nn.Module, state: Mapping[str, Any]) -> None:
         raise CheckpointError(f"the checkpoint's model does not load into this model: {error}") from error
 
 
-def _check_optimizer_loads(strategy, names: List[List[Optional[str]]], state: Mapping, model_state: Mapping) -> None:
+def _check_optimizer_loads(strategy, names: List[List[str]], state: Mapping, model_state: Mapping) -> None:
     optimizer = strategy.optimizer
-    unknown = [n for group in names for n in group if n is not None and n not in model_state]
+    unknown = [n for group in names for n in group if n not in model_state]
     if unknown:
         raise CheckpointError(f"the checkpoint's optimizer names parameters absent from its model: {unknown[:5]}")
     if len(names) != len(optimizer.param_groups) or len(state["param_groups"]) != len(names):
@@ -483,13 +502,6 @@ def _check_optimizer_loads(strategy, names: List[List[Optional[str]]], state: Ma
         )
     if any(len(g["params"]) != len(n) for g, n in zip(state["param_groups"], names)):
         raise CheckpointError("the checkpoint's optimizer state does not match its parameter names")
-    saved_orphans = [sum(n is None for n in group) for group in names]
-    live_orphans = [len(group) for group in _orphans(strategy)]
-    if any(saved > live for saved, live in zip(saved_orphans, live_orphans)):
-        raise CheckpointError(
-            f"the checkpoint's optimizer holds {saved_orphans} parameters outside the model per "
-            f"group, this run's optimizer {live_orphans}: it was built on other parameters"
-        )
 
 
 def _verified(strategy, payload: Mapping, expect: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
@@ -531,12 +543,11 @@ def _verified(strategy, payload: Mapping, expect: Optional[Mapping[str, Any]]) -
     return {"metric_states": metric_states}
 
 
-def _restore_optimizer(strategy, saved: Mapping, orphans: List[List[nn.Parameter]]) -> None:
+def _restore_optimizer(strategy, saved: Mapping) -> None:
     params = dict(_unwrap(strategy.model).named_parameters())
     optimizer = strategy.optimizer
-    for group, group_names, group_orphans in zip(optimizer.param_groups, saved["param_names"], orphans):
-        spare = iter(group_orphans)  # outside the model, without state; unused ones are dropped
-        group["params"] = [params[n] if n is not None else next(spare) for n in group_names]
+    for group, group_names in zip(optimizer.param_groups, saved["param_names"]):
+        group["params"] = [params[n] for n in group_names]
     optimizer.state = defaultdict(dict)
     optimizer.load_state_dict(saved["state_dict"])
     if hasattr(strategy, "optimized_param_id"):  # Avalanche's name -> parameter tracking
@@ -568,9 +579,8 @@ def load_checkpoint(strategy, path: PathLike, *, expect: Optional[Mapping[str, A
         checked = _verified(strategy, payload, expect)
     except (KeyError, IndexError, TypeError, AttributeError) as error:
         raise CheckpointError(f"{path} lacks part of a checkpoint: {error!r}") from error
-    orphans = _orphans(strategy)  # before the model load replaces any parameter
     _unwrap(strategy.model).load_state_dict(payload["model"])
-    _restore_optimizer(strategy, payload["optimizer"], orphans)
+    _restore_optimizer(strategy, payload["optimizer"])
     for key, value in payload["clock"].items():
         setattr(strategy.clock, key, value)
     for plugin, state in zip(strategy.plugins, payload["plugins"]):
