@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 import numpy as np
 import torch
 from avalanche.distributed import DistributedHelper
+from avalanche.models import MultiTaskModule
 from torch import nn
 
 from avalanche_litelora.lora.layer import LoRALinear
@@ -323,6 +324,27 @@ def _capture_evaluator(evaluator) -> Optional[Dict[str, Any]]:
     }
 
 
+# --------------------------------------------------------------------------- task modules
+def _task_module_state(model: nn.Module) -> Dict[str, Any]:
+    """What Avalanche's ``MultiTaskModule`` learns outside its state dict.
+
+    ``known_train_tasks_labels`` decides whether a task's head is new in training (a head
+    first built by evaluation is re-initialised); losing it would change the resumed run.
+    """
+    return {
+        name: {"max_class_label": int(m.max_class_label),
+               "known_train_tasks_labels": sorted(int(t) for t in m.known_train_tasks_labels)}
+        for name, m in model.named_modules() if isinstance(m, MultiTaskModule)
+    }
+
+
+def _restore_task_modules(model: nn.Module, state: Mapping[str, Any]) -> None:
+    modules = dict(model.named_modules())
+    for name, saved in state.items():
+        modules[name].max_class_label = saved["max_class_label"]
+        modules[name].known_train_tasks_labels = set(saved["known_train_tasks_labels"])
+
+
 # ------------------------------------------------------------------------------- capture
 def _optimizer_state(strategy, model: nn.Module) -> Dict[str, Any]:
     """The optimizer's state dict with each slot named by its model parameter.
@@ -363,6 +385,7 @@ def capture_state(strategy, extra: Optional[Mapping[str, Any]] = None) -> Dict[s
         "format_version": FORMAT_VERSION,
         "fingerprint": config_fingerprint(strategy),
         "model": model.state_dict(),
+        "task_modules": _task_module_state(model),
         "optimizer": _optimizer_state(strategy, model),
         "clock": dict(vars(strategy.clock)),
         "experiences_done": int(strategy.clock.train_exp_counter),
@@ -481,13 +504,14 @@ def read_checkpoint(path: PathLike) -> Dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------- load
-def _check_model_loads(model: nn.Module, state: Mapping[str, Any]) -> None:
+def _check_model_loads(model: nn.Module, state: Mapping[str, Any], task_modules: Mapping[str, Any]) -> None:
     """Load into a copy first: a state dict that does not fit must not half-load the model."""
     trial = copy.deepcopy(model)
     try:
         trial.load_state_dict(state)
+        _restore_task_modules(trial, task_modules)
     except Exception as error:
-        raise CheckpointError(f"the checkpoint's model does not load into this model: {error}") from error
+        raise CheckpointError(f"the checkpoint's model does not load into this model: {error!r}") from error
 
 
 def _check_optimizer_loads(strategy, names: List[List[str]], state: Mapping, model_state: Mapping) -> None:
@@ -524,7 +548,7 @@ def _verified(strategy, payload: Mapping, expect: Optional[Mapping[str, Any]]) -
             f"the checkpoint saved generators {sorted(payload['generators'])}, "
             f"this run has {sorted(live_generators)}"
         )
-    _check_model_loads(_unwrap(strategy.model), payload["model"])
+    _check_model_loads(_unwrap(strategy.model), payload["model"], payload["task_modules"])
     optimizer = payload["optimizer"]
     _check_optimizer_loads(strategy, optimizer["param_names"], optimizer["state_dict"], payload["model"])
     if set(payload["clock"]) - set(vars(strategy.clock)):
@@ -580,6 +604,7 @@ def load_checkpoint(strategy, path: PathLike, *, expect: Optional[Mapping[str, A
     except (KeyError, IndexError, TypeError, AttributeError) as error:
         raise CheckpointError(f"{path} lacks part of a checkpoint: {error!r}") from error
     _unwrap(strategy.model).load_state_dict(payload["model"])
+    _restore_task_modules(_unwrap(strategy.model), payload["task_modules"])
     _restore_optimizer(strategy, payload["optimizer"])
     for key, value in payload["clock"].items():
         setattr(strategy.clock, key, value)
