@@ -7,15 +7,16 @@ from typing import List
 from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
-from avalanche_litelora.analysis.plots import figure_to_image, heatmap_figure
+from avalanche_litelora.analysis.plots import heatmap_figure
+from avalanche_litelora.metrics._images import figure_to_tensor_image
 from avalanche_litelora.metrics.recorder import AccuracyMatrixRecorder
 
 
 class AccuracyMatrixHeatmapMetric(PluginMetric[object]):
     """``Images/accuracy_matrix/<stream>``: rows = after training experience i, columns = experiences.
 
-    Emitted as a PIL image (Avalanche's ``TensorboardLogger`` writes it with ``add_image``;
-    text loggers skip it). Experiences evaluated but not yet trained show as columns too.
+    Emitted as an Avalanche ``TensorImage`` (``TensorboardLogger`` writes it with
+    ``add_image``; text loggers skip it). Experiences evaluated but not yet trained show as columns too.
     """
 
     def __init__(self, stream: str = "test_stream"):
@@ -58,7 +59,7 @@ class AccuracyMatrixHeatmapMetric(PluginMetric[object]):
             xlabel="evaluated experience",
             ylabel="after training experience",
         )
-        self._last = figure_to_image(fig)
+        self._last = figure_to_tensor_image(fig)
         return [MetricValue(self, f"Images/accuracy_matrix/{self.recorder.stream}", self._last, step)]
 
     def __str__(self) -> str:

@@ -13,10 +13,10 @@ from typing import List
 from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
-from avalanche_litelora.analysis.plots import figure_to_image
 from avalanche_litelora.analysis.redundancy import RedundancyReport, analyse_model
 from avalanche_litelora.analysis.report import overlap_figure, scalars
 from avalanche_litelora.metrics._bank_access import BankLookup
+from avalanche_litelora.metrics._images import figure_to_tensor_image
 
 
 class AdapterRedundancyMetric(PluginMetric[RedundancyReport]):
@@ -49,7 +49,7 @@ class AdapterRedundancyMetric(PluginMetric[RedundancyReport]):
         self._last = report
         out = [MetricValue(self, tag, value, self._step) for tag, value in scalars(report).items()]
         if self.image:
-            image = figure_to_image(overlap_figure(report))
+            image = figure_to_tensor_image(overlap_figure(report))
             out.append(MetricValue(self, "Images/adapter_overlap", image, self._step))
         return out
 

@@ -17,15 +17,6 @@ from builders import digits_benchmark, lite_kwargs, sgd, tiny_mlp
 N_EXP = 5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and two threads on a busy 2-core box run 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _events(evaluator, log_dir):
     for logger in evaluator.loggers:
         if isinstance(logger, TensorboardLogger):
@@ -177,6 +168,21 @@ def test_a_model_without_a_bank_still_gets_curves_and_one_warning(tmp_path):
     tags = events.Tags()["scalars"]
     assert not any(t.startswith(("Bank/", "Redundancy/")) for t in tags)
     assert [e.step for e in events.Scalars("Anytime_Accuracy/test_stream")] == [0, 1]
+
+
+def test_text_logger_prints_the_curves_not_the_images(tmp_path, capsys):
+    benchmark = digits_benchmark(2)
+    evaluator = litelora_evaluator(tmp_path, interactive=True)
+    model = tiny_mlp()
+    strategy = LiteLoRAStrategy(
+        model=model, optimizer=sgd(model), **lite_kwargs(evaluator=evaluator, train_epochs=2, selection_mb_size=32)
+    )
+    for experience in benchmark.train_stream:
+        strategy.train(experience)
+        strategy.eval(benchmark.test_stream)
+    out = capsys.readouterr().out
+    assert "Forgetting_Curve/test_stream/Exp000 = " in out and "Bank/active_adapters = " in out
+    assert "Images/" not in out and "PIL" not in out
 
 
 def test_bad_arguments_are_refused_before_anything_is_written(tmp_path):
