@@ -1,0 +1,98 @@
+"""Strategy builders by name: the package's LoRA strategies and Avalanche's baselines.
+
+Settings come from ``configs/methods.json``; the runner adds the stream's scenario, the
+training budget, the evaluator and its measuring plugins.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List
+
+import torch
+from avalanche.training import EWC, JointTraining, LwF, Naive, Replay
+from torch.nn import CrossEntropyLoss
+
+from avalanche_litelora.training import (
+    LiteLoRAStrategy,
+    PerTaskLoRAStrategy,
+    SequentialLoRAStrategy,
+    ShareStrategy,
+)
+from benchmarks.baseline_model import FineTunedClassifier
+
+METHODS_FILE = Path(__file__).parent / "configs" / "methods.json"
+
+
+def load_method_configs() -> Dict[str, Dict[str, Any]]:
+    with open(METHODS_FILE) as f:
+        return {k: v for k, v in json.load(f).items() if not k.startswith("_")}
+
+
+@dataclass
+class Budget:
+    """What every strategy of one run shares."""
+
+    epochs: int
+    train_mb_size: int = 64
+    eval_mb_size: int = 256
+    device: str = "cpu"
+    task_incremental: bool = False
+    plugins: List[Any] = field(default_factory=list)
+
+
+def _sgd(model, lr: float):
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+
+
+def _common(budget: Budget, evaluator, epochs: int) -> Dict[str, Any]:
+    return dict(
+        train_mb_size=budget.train_mb_size, train_epochs=epochs, eval_mb_size=budget.eval_mb_size,
+        device=budget.device, evaluator=evaluator, plugins=list(budget.plugins),
+    )
+
+
+def build_strategy(name: str, backbone, budget: Budget, evaluator, overrides: Dict[str, Any] = None):
+    """A ready Avalanche strategy for ``name`` around ``backbone`` (which it adapts or fine-tunes)."""
+    configs = load_method_configs()
+    if name not in configs:
+        raise ValueError(f"unknown strategy {name!r}; choose from {sorted(configs)}")
+    cfg = {**configs[name], **(overrides or {})}
+    family, lr = cfg.pop("family"), cfg.pop("lr")
+    if family in ("lora", "share"):
+        cls = {
+            "litelora": LiteLoRAStrategy,
+            "per_task_lora": PerTaskLoRAStrategy,
+            "sequential_lora": SequentialLoRAStrategy,
+            "share": ShareStrategy,
+        }[name]
+        epochs = budget.epochs + cfg.get("selection_epochs", 0) if name == "litelora" else budget.epochs
+        if family == "lora":  # Share is task-incremental by construction
+            cfg["task_incremental"] = budget.task_incremental
+        return cls(model=backbone, optimizer=_sgd(backbone, lr), **cfg, **_common(budget, evaluator, epochs))
+
+    model = FineTunedClassifier(backbone, budget.task_incremental)
+    kwargs = dict(model=model, optimizer=_sgd(model, lr), criterion=CrossEntropyLoss(),
+                  **_common(budget, evaluator, budget.epochs))
+    if name == "naive":
+        return Naive(**kwargs)
+    if name == "ewc":
+        return EWC(ewc_lambda=cfg["ewc_lambda"], **kwargs)
+    if name == "lwf":
+        return LwF(alpha=cfg["alpha"], temperature=cfg["temperature"], **kwargs)
+    if name == "replay":
+        return Replay(mem_size=cfg["mem_size"], **kwargs)
+    if name == "joint":
+        return JointTraining(**kwargs)
+    raise ValueError(f"no builder for strategy {name!r}")
+
+
+def is_lora_family(name: str) -> bool:
+    return load_method_configs()[name]["family"] in ("lora", "share")
+
+
+def runs_on(name: str, task_incremental: bool) -> bool:
+    """Share needs task identity at inference, so it runs on task-incremental streams only."""
+    return task_incremental or load_method_configs()[name]["family"] != "share"

@@ -1,0 +1,201 @@
+"""Benchmark runner: LiteLoRA against per-task LoRA, Share and Avalanche's baselines.
+
+    python -m benchmarks.run              # the default suite, one seed (see configs/suites.json)
+    python -m benchmarks.run --quick      # a three-minute smoke run
+    python -m benchmarks.run --full       # three seeds, more data (GPU-sized)
+
+Writes results.csv, results.md, sweep.csv, figures/*.png and one TensorBoard folder per
+run under --out. Every run goes through Avalanche's train/eval loop and EvaluationPlugin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, List
+
+import torch
+from tqdm import tqdm
+
+from benchmarks import figures
+from benchmarks.methods import load_method_configs, runs_on
+from benchmarks.report import goal_checks, markdown_goals, markdown_tables, write_csv
+from benchmarks.runner import RunSettings, bare_throughput, run_one
+from benchmarks.measure import sample_inputs
+from benchmarks.streams import STREAMS, build_stream, get_stream
+from benchmarks.sweep import lambda_sweep
+
+SUITES_FILE = Path(__file__).parent / "configs" / "suites.json"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="the smoke suite (about 3 minutes on 2 cores)")
+    mode.add_argument("--full", action="store_true", help="three seeds, more data: for a GPU")
+    parser.add_argument("--streams", nargs="+", choices=sorted(STREAMS))
+    parser.add_argument("--strategies", nargs="+", choices=sorted(load_method_configs()))
+    parser.add_argument("--seeds", nargs="+", type=int, help="class orders / permutations")
+    parser.add_argument("--backbone", help="registry name (default: the stream's, pretrained on the other dataset)")
+    parser.add_argument("--epochs", type=int, help="training epochs per experience (LiteLoRA adds its selection)")
+    parser.add_argument("--train-per-experience", type=int, help="0: the whole experience")
+    parser.add_argument("--test-per-experience", type=int, help="0: the whole experience")
+    parser.add_argument("--lambda", dest="lambda_sparsity", type=float,
+                        help="LiteLoRA's lambda; skips the validation sweep")
+    parser.add_argument("--sweep-lambdas", nargs="+", type=float, help="λ values of the validation sweep")
+    parser.add_argument("--validation-fraction", type=float, help="share of training data held out for the sweep")
+    parser.add_argument("--out", default="results/benchmarks", help="output folder")
+    parser.add_argument("--data-root", default="data", help="MNIST / Fashion-MNIST folder (filled offline)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser.parse_args(argv)
+
+
+def suite_settings(args: argparse.Namespace) -> Dict[str, Any]:
+    """The named suite from configs/suites.json, with the command line's overrides."""
+    with open(SUITES_FILE) as f:
+        suite_name = "quick" if args.quick else "full" if args.full else "default"
+        suite = dict(json.load(f)[suite_name], name=suite_name)
+    for key in ("streams", "strategies", "seeds", "epochs", "train_per_experience", "test_per_experience"):
+        value = getattr(args, key)
+        if value is not None:
+            suite[key] = value or None  # 0 on the command line: the whole experience
+    sweep = dict(suite["sweep"])
+    if sweep["stream"] not in suite["streams"]:  # sweep on a stream the command actually runs
+        sweep["stream"] = suite["streams"][0]
+    if args.sweep_lambdas:
+        sweep["lambdas"] = args.sweep_lambdas
+    if args.validation_fraction is not None:
+        sweep["validation_fraction"] = args.validation_fraction
+    suite["sweep"] = sweep
+    if suite["epochs"] is None or suite["epochs"] < 1:
+        raise SystemExit("--epochs must be at least 1")
+    return suite
+
+
+def environment(argv) -> Dict[str, str]:
+    def commit() -> str:
+        try:
+            return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return "unknown"
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return {
+        "command": "python -m benchmarks.run " + " ".join(argv),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit(),
+        "hardware": f"{cpu}, {os.cpu_count()} logical CPUs, GPU: {gpu}",
+        "torch_threads": str(torch.get_num_threads()),
+        "software": f"python {platform.python_version()}, torch {torch.__version__}",
+    }
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    suite = suite_settings(args)
+    out = Path(args.out)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    env = environment(argv)
+    started = time.perf_counter()
+    settings = RunSettings(epochs=suite["epochs"], train_per_experience=suite["train_per_experience"],
+                           device=args.device)
+    progress = not args.no_progress
+
+    lam = args.lambda_sparsity
+    sweep_rows: List[Dict[str, Any]] = []
+    if lam is None and "litelora" in suite["strategies"]:
+        sweep = suite["sweep"]
+        lam, sweep_rows, reference = lambda_sweep(
+            get_stream(sweep["stream"]), suite["seeds"][0], settings, sweep["lambdas"],
+            sweep["validation_fraction"], args.data_root, suite["test_per_experience"],
+            out / "runs" / "sweep", progress=progress,
+        )
+        write_csv_rows(out / "sweep.csv", [reference] + sweep_rows)
+        figures.lambda_sweep(sweep_rows, reference, lam, out / "figures" / "lambda_sweep.png")
+        print(f"lambda chosen on the validation split of {sweep['stream']}: {lam:g}")
+
+    plan = [
+        (stream, seed, strategy)
+        for stream in suite["streams"] for seed in suite["seeds"] for strategy in suite["strategies"]
+        if runs_on(strategy, get_stream(stream).task_incremental)
+    ]
+    rows: List[Dict[str, Any]] = []
+    benchmarks: Dict[Any, Any] = {}
+    bare: Dict[Any, float] = {}
+    for stream, seed, strategy in tqdm(plan, desc="runs", disable=not progress):
+        spec = get_stream(stream)
+        if (stream, seed) not in benchmarks:
+            benchmarks = {(stream, seed): build_stream(
+                spec, seed, args.data_root, suite["train_per_experience"], suite["test_per_experience"])}
+        benchmark = benchmarks[(stream, seed)]
+        backbone = args.backbone or spec.backbone
+        if (stream, backbone) not in bare:
+            x, t = sample_inputs(benchmark.test_stream, settings.throughput_samples, args.device)
+            bare[(stream, backbone)] = bare_throughput(backbone, x, t, settings.eval_mb_size)
+        overrides = {"lambda_sparsity": lam} if strategy == "litelora" else None
+        rows.append(run_one(
+            spec, benchmark, strategy, seed, settings, out / "runs" / stream / f"{strategy}_seed{seed}",
+            overrides=overrides, backbone_name=backbone, bare_sps=bare[(stream, backbone)],
+            progress=progress,
+        ))
+        write_csv(rows, out / "results.csv")  # after every run: a long suite loses nothing
+
+    write_report(out, rows, sweep_rows, lam, env, suite, time.perf_counter() - started)
+    print((out / "results.md").read_text())
+    return 0
+
+
+def write_csv_rows(path: Path, rows: List[Dict[str, Any]]) -> None:
+    keys = ["lambda_sparsity", "strategy", "avg_anytime_acc", "final_acc", "active_adapters",
+            "adapter_params", "train_time_s"]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_report(out: Path, rows, sweep_rows, lam, env, suite, elapsed: float) -> None:
+    for stream in dict.fromkeys(r["stream"] for r in rows):
+        figures.accuracy_matrices(rows, stream, out / "figures" / f"accuracy_matrix_{stream}.png")
+        figures.forgetting_curves(rows, stream, out / "figures" / f"forgetting_{stream}.png")
+    figures.accuracy_vs_adapters(rows, out / "figures" / "final_acc_vs_adapters.png")
+    header = [
+        f"Suite `{suite['name']}`: {suite['epochs']} epoch(s) per experience, "
+        f"{suite['train_per_experience'] or 'all'} training / {suite['test_per_experience'] or 'all'} "
+        f"test samples per experience; LiteLoRA λ = {lam:g}"
+        + (" (picked on the validation split)" if sweep_rows else " (given)") + ".",
+        "",
+        *(f"- {k}: {v}" for k, v in env.items()),
+        f"- wall time of the whole command: {elapsed / 60:.1f} min",
+        "",
+    ]
+    sweep = ""
+    if sweep_rows:
+        sweep = "### λ sweep (validation split)\n\n| λ | avg anytime acc | active adapters |\n|---|---|---|\n" + "".join(
+            f"| {r['lambda_sparsity']:g} | {r['avg_anytime_acc']:.3f} | {r['active_adapters']} |\n"
+            for r in sweep_rows) + "\n"
+    text = "\n".join(header) + "\n" + markdown_tables(rows) + "\n" + sweep + \
+        "### Goals\n\n" + markdown_goals(goal_checks(rows))
+    (out / "results.md").write_text(text)
+    (out / "environment.json").write_text(json.dumps(env, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

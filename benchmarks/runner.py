@@ -1,0 +1,198 @@
+"""One benchmark run: build the strategy, train through the stream with Avalanche, measure."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics, loss_metrics
+from avalanche.logging import TensorboardLogger
+from avalanche.training.plugins import EvaluationPlugin
+from tqdm import tqdm
+
+from avalanche_litelora.backbones import create_backbone
+from avalanche_litelora.metrics import (
+    accuracy_row,
+    average_anytime_accuracy,
+    average_forgetting,
+    backward_transfer,
+    final_accuracy,
+)
+from benchmarks.measure import PeakMemory, StepTimer, sample_inputs, throughput
+from benchmarks.methods import Budget, build_strategy, is_lora_family
+from benchmarks.streams import StreamSpec
+
+#: Columns of results.csv, in order.
+COLUMNS = [
+    "stream", "strategy", "seed", "lambda_sparsity", "backbone", "scenario", "experiences",
+    "epochs", "train_per_experience", "avg_anytime_acc", "final_acc", "forgetting", "bwt",
+    "active_adapters", "pruned_adapters", "adapter_params", "adapter_bytes", "train_time_s",
+    "train_step_ms", "peak_mem_mb", "infer_bare_sps", "infer_unmerged_sps", "infer_merged_sps",
+    "notes",
+]
+
+
+@dataclass
+class RunSettings:
+    epochs: int
+    train_per_experience: Optional[int]
+    device: str = "cpu"
+    train_mb_size: int = 64
+    eval_mb_size: int = 256
+    throughput_samples: int = 512
+
+
+def _evaluator(log_dir: Optional[Path]) -> EvaluationPlugin:
+    loggers = [TensorboardLogger(str(log_dir))] if log_dir is not None else []
+    return EvaluationPlugin(
+        accuracy_metrics(experience=True, stream=True),
+        loss_metrics(stream=True),
+        forgetting_metrics(experience=True, stream=True),
+        loggers=loggers,
+    )
+
+
+def _bank_model(strategy):
+    """The adapter model of a bank strategy (unwrapped from DDP), or None for baselines."""
+    return getattr(strategy, "lora_model", None)
+
+
+def _inference(strategy, x, t, batch_size) -> Dict[str, float]:
+    model = _bank_model(strategy)
+    if model is None or not hasattr(model, "merge"):
+        sps = throughput(strategy.model, x, t, batch_size)
+        return {"infer_unmerged_sps": sps, "infer_merged_sps": sps}
+    model.unmerge()
+    unmerged = throughput(model, x, t, batch_size)
+    model.merge()
+    merged = throughput(model, x, t, batch_size)
+    model.unmerge()
+    return {"infer_unmerged_sps": unmerged, "infer_merged_sps": merged}
+
+
+def _bank_readouts(strategy) -> Dict[str, Any]:
+    """Adapter counts and storage; Share counts one coefficient set per task as an adapter."""
+    model = _bank_model(strategy)
+    if model is None:
+        return {"active_adapters": 0, "pruned_adapters": 0, "adapter_params": 0, "adapter_bytes": 0}
+    params = strategy.adapter_parameter_count()
+    active = model.active_adapters if hasattr(model, "active_adapters") else model.tasks
+    return {
+        "active_adapters": len(active),
+        "pruned_adapters": len(getattr(model, "pruned_adapters", [])),
+        "adapter_params": params,
+        "adapter_bytes": model.adapter_parameter_bytes() if hasattr(model, "adapter_parameter_bytes")
+        else params * next(model.parameters()).element_size(),
+    }
+
+
+def run_one(
+    spec: StreamSpec,
+    benchmark,
+    strategy_name: str,
+    seed: int,
+    settings: RunSettings,
+    out_dir: Optional[Path],
+    *,
+    eval_stream: str = "test",
+    overrides: Optional[Dict[str, Any]] = None,
+    backbone_name: Optional[str] = None,
+    bare_sps: Optional[float] = None,
+    progress: bool = True,
+) -> Dict[str, Any]:
+    """Train ``strategy_name`` through ``benchmark`` and return one results row.
+
+    The accuracy matrix comes from Avalanche's own ``Top1_Acc_Exp`` after each experience;
+    artifacts (matrix, adapter model, TensorBoard events) go to ``out_dir`` when given.
+    """
+    torch.manual_seed(seed)
+    backbone_name = backbone_name or spec.backbone
+    device = torch.device(settings.device)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    timer = StepTimer()
+    budget = Budget(
+        epochs=settings.epochs, train_mb_size=settings.train_mb_size,
+        eval_mb_size=settings.eval_mb_size, device=settings.device,
+        task_incremental=spec.task_incremental, plugins=[timer],
+    )
+    evaluator = _evaluator(out_dir / "tensorboard" if out_dir is not None else None)
+    strategy = build_strategy(strategy_name, create_backbone(backbone_name), budget, evaluator, overrides)
+    stream = getattr(benchmark, f"{eval_stream}_stream")
+    n = len(benchmark.train_stream)
+
+    matrix: List[List[float]] = []
+    start = time.perf_counter()
+    with PeakMemory(device) as memory:
+        if strategy_name == "joint":
+            strategy.train(benchmark.train_stream)
+            matrix.append(accuracy_row(strategy.eval(stream), n, stream=f"{eval_stream}_stream"))
+        else:
+            bar = tqdm(benchmark.train_stream, desc=f"{spec.name}/{strategy_name}/{seed}",
+                       leave=False, disable=not progress)
+            for exp in bar:
+                strategy.train(exp)
+                matrix.append(accuracy_row(strategy.eval(stream), n, stream=f"{eval_stream}_stream"))
+    train_time = time.perf_counter() - start
+
+    row: Dict[str, Any] = {
+        "stream": spec.name, "strategy": strategy_name, "seed": seed,
+        "lambda_sparsity": (overrides or {}).get("lambda_sparsity", _method_lambda(strategy_name)),
+        "backbone": backbone_name, "scenario": "task-il" if spec.task_incremental else "class-il",
+        "experiences": n, "epochs": settings.epochs,
+        "train_per_experience": settings.train_per_experience or "all",
+        **_summaries(matrix),
+        **_bank_readouts(strategy),
+        "train_time_s": train_time,
+        "train_step_ms": timer.median_step_ms(settings.train_mb_size, epochs=settings.epochs),
+        "peak_mem_mb": memory.peak_mb,
+        "notes": "one model trained on the whole stream: anytime = final, no forgetting"
+        if strategy_name == "joint" else "",
+    }
+    x, t = sample_inputs(benchmark.test_stream, settings.throughput_samples, device)
+    row["infer_bare_sps"] = bare_sps if bare_sps is not None else bare_throughput(
+        backbone_name, x, t, settings.eval_mb_size)
+    row.update(_inference(strategy, x, t, settings.eval_mb_size))
+    if out_dir is not None:
+        (out_dir / "accuracy_matrix.json").write_text(json.dumps(matrix))
+        if is_lora_family(strategy_name):
+            torch.save(_bank_model(strategy).state_dict(), out_dir / "model.pt")
+        for logger in evaluator.loggers:
+            logger.writer.close()
+    row["accuracy_matrix"] = matrix
+    return row
+
+
+def bare_throughput(backbone_name: str, x, t, batch_size: int) -> float:
+    """The pretrained backbone alone (its own classifier, no adapters): the cost floor."""
+    model = create_backbone(backbone_name).to(x.device)
+    return throughput(model, x, t, batch_size)
+
+
+def _method_lambda(strategy_name: str):
+    from benchmarks.methods import load_method_configs
+    return load_method_configs()[strategy_name].get("lambda_sparsity", "")
+
+
+def _summaries(matrix: List[List[float]]) -> Dict[str, float]:
+    if len(matrix) == 1 and len(matrix[0]) > 1:  # joint training: one row after the whole stream
+        final = sum(matrix[0]) / len(matrix[0])
+        return {"avg_anytime_acc": final, "final_acc": final, "forgetting": 0.0, "bwt": 0.0}
+    return {
+        "avg_anytime_acc": average_anytime_accuracy(matrix),
+        "final_acc": final_accuracy(matrix),
+        "forgetting": average_forgetting(matrix),
+        "bwt": backward_transfer(matrix),
+    }
+
+
+def is_finite_row(row: Dict[str, Any]) -> bool:
+    """Every numeric column is a finite number (what the published table promises)."""
+    return all(
+        not isinstance(row[c], float) or math.isfinite(row[c]) for c in COLUMNS if c in row
+    )

@@ -1,0 +1,127 @@
+"""The benchmark streams, by name: Avalanche's classic benchmarks cut to a CPU budget.
+
+Every stream reads MNIST / Fashion-MNIST from ``data_root``, filled offline by
+:func:`avalanche_litelora.data.fetch_dataset` when empty. Pixels stay in [0, 1] because
+the shipped ViTs were pretrained on unnormalised images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+import torch
+from avalanche.benchmarks.classic import PermutedMNIST, SplitFMNIST, SplitMNIST
+
+from avalanche_litelora.data import fetch_dataset
+from avalanche_litelora.data.streams import split_validation, subsample_benchmark
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """How to build one stream, and which pretrained backbone suits it.
+
+    The backbone is pretrained on the *other* dataset, so no stream is learned by a model
+    that has already seen its own images.
+    """
+
+    name: str
+    build: Callable[[int, str], object]
+    task_incremental: bool
+    backbone: str
+    dataset: str
+    description: str
+
+
+def _split_mnist(seed: int, root: str, task_labels: bool = False):
+    return SplitMNIST(
+        n_experiences=5, seed=seed, return_task_id=task_labels, dataset_root=root,
+        train_transform=None, eval_transform=None, class_ids_from_zero_in_each_exp=task_labels,
+    )
+
+
+def _split_fmnist(seed: int, root: str):
+    return SplitFMNIST(
+        n_experiences=5, seed=seed, dataset_root=root, train_transform=None, eval_transform=None,
+    )
+
+
+def _permuted(n: int) -> Callable[[int, str], object]:
+    def build(seed: int, root: str):
+        return PermutedMNIST(
+            n_experiences=n, seed=seed, return_task_id=True, dataset_root=root,
+            train_transform=None, eval_transform=None,
+        )
+    return build
+
+
+def _digits(seed: int, root: str):
+    """scikit-learn's 8x8 digits upsampled to 28x28: a tiny offline stream for smoke tests."""
+    from avalanche.benchmarks.scenarios.deprecated.generators import nc_benchmark
+    from sklearn.datasets import load_digits
+    from torch.nn import functional as F
+    from torch.utils.data import TensorDataset
+
+    x, y = load_digits(return_X_y=True)
+    x = F.interpolate(torch.tensor(x, dtype=torch.float32).view(-1, 1, 8, 8) / 16.0, size=28)
+    y = torch.tensor(y)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    cut = int(0.75 * len(y))
+
+    def subset(idx):
+        ds = TensorDataset(x[idx], y[idx])
+        ds.targets = y[idx].tolist()
+        return ds
+
+    return nc_benchmark(
+        subset(order[:cut]), subset(order[cut:]), n_experiences=5, task_labels=False, seed=seed,
+        class_ids_from_zero_in_each_exp=False,
+    )
+
+
+STREAMS: Dict[str, StreamSpec] = {
+    s.name: s
+    for s in (
+        StreamSpec("split_mnist", _split_mnist, False, "vit_small28_fmnist", "mnist",
+                   "Split MNIST, 5 experiences of 2 classes, class-incremental"),
+        StreamSpec("split_mnist_ti", lambda seed, root: _split_mnist(seed, root, task_labels=True),
+                   True, "vit_small28_fmnist", "mnist",
+                   "Split MNIST, 5 experiences of 2 classes, task-incremental"),
+        StreamSpec("split_fmnist", _split_fmnist, False, "vit_small28_mnist", "fashion_mnist",
+                   "Split Fashion-MNIST, 5 experiences of 2 classes, class-incremental"),
+        StreamSpec("permuted_mnist10", _permuted(10), True, "vit_small28_fmnist", "mnist",
+                   "Permuted MNIST, 10 experiences of 10 classes, task-incremental"),
+        StreamSpec("permuted_mnist20", _permuted(20), True, "vit_small28_fmnist", "mnist",
+                   "Permuted MNIST, 20 experiences of 10 classes, task-incremental (long stream)"),
+        StreamSpec("digits", _digits, False, "vit_small28_fmnist", "",
+                   "scikit-learn digits upsampled to 28x28, 5 experiences, class-incremental (tests)"),
+    )
+}
+
+
+def get_stream(name: str) -> StreamSpec:
+    if name not in STREAMS:
+        raise ValueError(f"unknown stream {name!r}; choose from {sorted(STREAMS)}")
+    return STREAMS[name]
+
+
+def build_stream(
+    spec: StreamSpec,
+    seed: int,
+    data_root: str,
+    train_per_experience: Optional[int],
+    test_per_experience: Optional[int],
+    validation_fraction: float = 0.0,
+):
+    """The stream for one seed (= class order / permutations), cut to the given sizes.
+
+    With ``validation_fraction`` > 0 the training experiences are split and the returned
+    benchmark has a ``valid_stream`` (used to pick hyper-parameters, never the test stream).
+    """
+    if spec.dataset:
+        fetch_dataset(spec.dataset, data_root)
+    benchmark = spec.build(seed, data_root)
+    benchmark = subsample_benchmark(benchmark, train_per_experience, test_per_experience, seed=seed)
+    if validation_fraction:
+        benchmark = split_validation(benchmark, validation_fraction, seed=seed)
+    return benchmark
