@@ -25,8 +25,12 @@ class CheckpointPlugin(SupervisedPlugin, supports_distributed=True):
     def __init__(self, path: Union[str, Path]):
         super().__init__()
         self.path = Path(path)
-        #: Where the last checkpoint was written (None before the first one).
-        self.last_saved: Optional[Path] = None
+        self._last_saved: Optional[Path] = None
+
+    @property
+    def last_saved(self) -> Optional[Path]:
+        """Where the last checkpoint was written (None before the first, or off the main process)."""
+        return self._last_saved
 
     def after_training(self, strategy, **kwargs):
-        self.last_saved = save_checkpoint(strategy, self.path)
+        self._last_saved = save_checkpoint(strategy, self.path)
