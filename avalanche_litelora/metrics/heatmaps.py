@@ -25,7 +25,8 @@ class AccuracyMatrixHeatmapMetric(PluginMetric[object]):
         self._last = None
 
     def result(self):
-        """The last image emitted (or None)."""
+        """``(columns, rows)`` of the last matrix drawn (or None); the image itself is not kept,
+        so checkpoints of the evaluator's metric state stay small."""
         return self._last
 
     def reset(self) -> None:
@@ -59,8 +60,9 @@ class AccuracyMatrixHeatmapMetric(PluginMetric[object]):
             xlabel="evaluated experience",
             ylabel="after training experience",
         )
-        self._last = figure_to_tensor_image(fig)
-        return [MetricValue(self, f"Images/accuracy_matrix/{self.recorder.stream}", self._last, step)]
+        self._last = (columns, values)
+        image = figure_to_tensor_image(fig)
+        return [MetricValue(self, f"Images/accuracy_matrix/{self.recorder.stream}", image, step)]
 
     def __str__(self) -> str:
         return "AccuracyMatrixHeatmap"

@@ -37,7 +37,7 @@ class AccuracyMatrixRecorder:
         self._inside_experience = False
         self._accuracy = Accuracy()
         self._current_exp: Optional[int] = None
-        self._published: set = set()
+        self._published: List[int] = []  # a list: checkpoints restore metric state with a restricted unpickler
 
     # ------------------------------------------------------------ callbacks
     def before_training_exp(self, strategy) -> None:
@@ -68,7 +68,7 @@ class AccuracyMatrixRecorder:
         step = self.step
         if step < 0 or step in self._published or not self.is_complete(step):
             return None
-        self._published.add(step)
+        self._published.append(step)
         return step
 
     # ------------------------------------------------------------ queries

@@ -13,13 +13,13 @@ from typing import List
 from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
-from avalanche_litelora.analysis.redundancy import RedundancyReport, analyse_model
+from avalanche_litelora.analysis.redundancy import analyse_model
 from avalanche_litelora.analysis.report import overlap_figure, scalars
 from avalanche_litelora.metrics._bank_access import BankLookup
 from avalanche_litelora.metrics._images import figure_to_tensor_image
 
 
-class AdapterRedundancyMetric(PluginMetric[RedundancyReport]):
+class AdapterRedundancyMetric(PluginMetric[dict]):
     """Subspace overlap, captured fraction and effective rank of the bank, after pruning/freezing.
 
     ``image=False`` skips the heatmap (matplotlib rendering is the costly part on long
@@ -33,9 +33,10 @@ class AdapterRedundancyMetric(PluginMetric[RedundancyReport]):
         self._step = -1
         self._last = None
 
-    def result(self):
-        """The last :class:`RedundancyReport` (or None)."""
-        return self._last
+    def result(self) -> dict:
+        """The scalars emitted last, by tag. Only plain data is kept, so checkpoints restore it;
+        call :func:`avalanche_litelora.analysis.analyse_model` for the full report."""
+        return dict(self._last or {})
 
     def reset(self) -> None:
         self._last = None
@@ -46,8 +47,8 @@ class AdapterRedundancyMetric(PluginMetric[RedundancyReport]):
         if model is None or not model.adapter_names:
             return []
         report = analyse_model(model, slices=False)  # reads A/B/magnitudes only: merging is irrelevant
-        self._last = report
-        out = [MetricValue(self, tag, value, self._step) for tag, value in scalars(report).items()]
+        self._last = scalars(report)
+        out = [MetricValue(self, tag, value, self._step) for tag, value in self._last.items()]
         if self.image:
             image = figure_to_tensor_image(overlap_figure(report))
             out.append(MetricValue(self, "Images/adapter_overlap", image, self._step))
