@@ -3,7 +3,6 @@
 import warnings
 
 import pytest
-import torch
 from avalanche.logging import TensorboardLogger
 from avalanche.training.templates import SupervisedTemplate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
