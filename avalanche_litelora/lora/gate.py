@@ -7,6 +7,8 @@ A pruned adapter simply has no logit any more (the reference's "minus infinity")
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Dict, Optional
 
 import torch
@@ -31,8 +33,11 @@ class AdapterGate(nn.Module):
 
     def __init__(self, tau: float = 1.0):
         super().__init__()
-        if not tau > 0:
-            raise ValueError(f"tau must be > 0, got {tau!r}")
+        if (
+            not isinstance(tau, numbers.Real) or isinstance(tau, bool)
+            or not math.isfinite(tau) or not tau > 0
+        ):
+            raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
         self.tau = float(tau)
         self.logits = nn.ParameterDict()
         self.candidate: Optional[str] = None
@@ -40,10 +45,12 @@ class AdapterGate(nn.Module):
         #: The candidate's gate value in the last forward pass (the L1 term's input).
         self.last_candidate_value: Optional[Tensor] = None
 
-    def add(self, name: str, init_logit: float) -> None:
+    def add(self, name: str, init_logit: float, device: Optional[torch.device] = None) -> None:
+        """New logit on ``device`` (the adapters'), else beside the existing logits."""
         if name in self.logits:
             raise ValueError(f"gate {name!r} already exists")
-        device = next(iter(self.logits.values())).device if len(self.logits) else None
+        if device is None and len(self.logits):
+            device = next(iter(self.logits.values())).device
         self.logits[name] = nn.Parameter(torch.tensor(float(init_logit), device=device))
 
     def remove(self, name: str) -> None:

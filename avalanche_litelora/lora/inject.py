@@ -29,7 +29,15 @@ def find_target_modules(
     """Names of the Linear (or pointwise conv) modules matched by ``target_modules``."""
     if isinstance(target_modules, str):
         target_modules = [target_modules]
-    patterns = list(target_modules)
+    try:
+        patterns = list(target_modules)
+    except TypeError:
+        raise TypeError(
+            f"target_modules must be a module name or a sequence of names, got {target_modules!r}"
+        ) from None
+    bad = [p for p in patterns if not isinstance(p, str) or not p]
+    if bad:
+        raise TypeError(f"target_modules entries must be non-empty strings, got {bad!r}")
     if not patterns:
         raise ValueError("target_modules is empty")
     duplicates = sorted({p for p in patterns if patterns.count(p) > 1})

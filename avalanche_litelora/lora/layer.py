@@ -91,6 +91,29 @@ def _shape(base: nn.Module) -> Tuple[int, int]:
     return base.in_channels, base.out_channels
 
 
+def _check_slices(slices: Dict[str, Tuple[int, int]], out_features: int) -> None:
+    """Named, integer, in-range and disjoint: overlapping slices would make merge() differ
+    from forward() (the forward adds both updates, the merged delta keeps the last)."""
+    if not slices:
+        raise ValueError("out_slices is empty: give at least one output range")
+    taken = []
+    for key, bounds in slices.items():
+        if not isinstance(key, str) or not key or "." in key:
+            raise ValueError(f"output slice names must be non-empty strings without '.', got {key!r}")
+        if (
+            not isinstance(bounds, (tuple, list)) or len(bounds) != 2
+            or not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
+        ):
+            raise ValueError(f"output slice {key!r} must be a (start, end) pair of ints, got {bounds!r}")
+        start, end = bounds
+        if not 0 <= start < end <= out_features:
+            raise ValueError(f"output slice {key}={start}:{end} is outside 0:{out_features}")
+        for other, (o_start, o_end) in taken:
+            if start < o_end and o_start < end:
+                raise ValueError(f"output slices {other!r} and {key!r} overlap")
+        taken.append((key, (start, end)))
+
+
 class LoRALinear(nn.Module):
     """A frozen ``nn.Linear`` (or pointwise ``nn.Conv2d``) plus any number of gated adapters.
 
@@ -113,9 +136,7 @@ class LoRALinear(nn.Module):
             )
         in_features, out_features = _shape(base)
         slices = dict(out_slices) if out_slices is not None else {"out": (0, out_features)}
-        for key, (start, end) in slices.items():
-            if not 0 <= start < end <= out_features:
-                raise ValueError(f"output slice {key}={start}:{end} is outside 0:{out_features}")
+        _check_slices(slices, out_features)
         max_rank = min([in_features] + [end - start for start, end in slices.values()])
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 < rank <= max_rank:
             raise ValueError(

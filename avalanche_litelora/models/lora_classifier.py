@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -47,13 +48,15 @@ class LoRAClassifier(MultiTaskModule):
         super().__init__()
         if not isinstance(backbone, nn.Module):
             raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")
-        if isinstance(init_logit, bool) or not math.isfinite(float(init_logit)):
+        if (
+            not isinstance(init_logit, numbers.Real) or isinstance(init_logit, bool)
+            or not math.isfinite(init_logit)
+        ):
             raise ValueError(f"init_logit must be a finite number, got {init_logit!r}")
         gate = AdapterGate(tau)  # validates tau before the backbone is touched
         how, in_features = find_classifier(backbone, feature_dim)
         excluded = classifier_module_names(backbone, how)
-        targets = [target_modules] if isinstance(target_modules, str) else list(target_modules)
-        layers = inject_lora(backbone, targets, rank, exclude=excluded)
+        layers = inject_lora(backbone, target_modules, rank, exclude=excluded)  # checks targets
         remove_classifier(backbone, how)
 
         self.backbone = backbone
@@ -122,7 +125,8 @@ class LoRAClassifier(MultiTaskModule):
         name = f"adapter_{self._opened}"
         for layer in self.lora_layers().values():
             layer.add_adapter(name)
-        self.gate.add(name, self.init_logit)
+        device = next(iter(self.lora_layers().values())).weight.device
+        self.gate.add(name, self.init_logit, device=device)  # beside its adapters
         self.gate.logits[name].requires_grad_(False)
         self.gate.candidate = name
         self._opened += 1

@@ -29,6 +29,30 @@ from avalanche_litelora.training.plugins import (
 from avalanche_litelora.training.plugins._access import lora_model
 
 
+def _is_count(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _check_template_arguments(model, task_incremental, merge_for_eval, base_kwargs) -> None:
+    """What Avalanche would only trip over at ``train()``, refused before anything changes."""
+    for name, value in (("task_incremental", task_incremental), ("merge_for_eval", merge_for_eval)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+    for name in ("train_mb_size", "train_epochs"):
+        if name in base_kwargs and not _is_count(base_kwargs[name], 1):
+            raise ValueError(f"{name} must be a positive integer, got {base_kwargs[name]!r}")
+    eval_mb = base_kwargs.get("eval_mb_size")
+    if eval_mb is not None and not _is_count(eval_mb, 1):
+        raise ValueError(f"eval_mb_size must be a positive integer or None, got {eval_mb!r}")
+    if isinstance(model, nn.Module):
+        tensors = list(model.parameters()) + list(model.buffers())
+        if any(t.is_meta for t in tensors):
+            raise ValueError(
+                "the model has tensors on the meta device (shapes without data): load or "
+                "materialise its weights (e.g. to_empty + load_state_dict) before training"
+            )
+
+
 class _LoRABankStrategy(SupervisedTemplate):
     """Wires a plain backbone into a :class:`LoRAClassifier` and appends bank plugins."""
 
@@ -49,6 +73,7 @@ class _LoRABankStrategy(SupervisedTemplate):
         plugins: Optional[Sequence[BasePlugin]] = None,
         **base_kwargs,
     ):
+        _check_template_arguments(model, task_incremental, merge_for_eval, base_kwargs)
         if not task_incremental:
             bank_plugins = bank_plugins + [CurrentClassesLossPlugin()]
         if merge_for_eval:

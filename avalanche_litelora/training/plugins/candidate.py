@@ -25,6 +25,9 @@ class OpenCandidatePlugin(SupervisedPlugin, supports_distributed=True):
 
     def __init__(self, train_past_magnitudes: bool = True, single_adapter: bool = False):
         super().__init__()
+        for name, value in (("train_past_magnitudes", train_past_magnitudes), ("single_adapter", single_adapter)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be True or False, got {value!r}")
         self.train_past_magnitudes = train_past_magnitudes
         self.single_adapter = single_adapter
 

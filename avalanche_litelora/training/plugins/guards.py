@@ -27,6 +27,14 @@ class BankGuardPlugin(SupervisedPlugin, supports_distributed=True):
         super().__init__()
         self._snapshot = None
 
+    def before_train_dataset_adaptation(self, strategy, **kwargs):
+        """An empty experience would open an adapter that nothing trains: refuse it first."""
+        if len(strategy.experience.dataset) == 0:
+            raise ValueError(
+                f"experience {strategy.experience.current_experience} has no training "
+                "samples: there is nothing to train its adapter on; leave it out of the stream"
+            )
+
     def before_training_exp(self, strategy, **kwargs):
         model = lora_model(strategy)
         classes = strategy.experience.classes_in_this_experience

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import math
+import numbers
 
 import torch
 from avalanche.core import SupervisedPlugin
@@ -33,8 +35,11 @@ class PruneClosedCandidatePlugin(SupervisedPlugin, supports_distributed=True):
         super().__init__()
         if isinstance(refit_steps, bool) or not isinstance(refit_steps, int) or refit_steps < 0:
             raise ValueError(f"refit_steps must be an integer >= 0, got {refit_steps!r}")
-        if not float(refit_lr) > 0:
-            raise ValueError(f"refit_lr must be > 0, got {refit_lr!r}")
+        if (
+            not isinstance(refit_lr, numbers.Real) or isinstance(refit_lr, bool)
+            or not math.isfinite(refit_lr) or not refit_lr > 0
+        ):
+            raise ValueError(f"refit_lr must be a finite number > 0, got {refit_lr!r}")
         self.refit_steps = refit_steps
         self.refit_lr = float(refit_lr)
         self.class_incremental = class_incremental

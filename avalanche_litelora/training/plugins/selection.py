@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Optional
 
 import torch
@@ -9,6 +11,11 @@ from avalanche.core import SupervisedPlugin
 
 from avalanche_litelora.training.distributed import wrap_for_training
 from avalanche_litelora.training.plugins._access import lora_model
+
+
+def _finite(value) -> bool:
+    """A real, finite number (not a bool): an infinite weight or rate only yields NaNs later."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
@@ -29,13 +36,15 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
         selection_mb_size: Optional[int] = None,
     ):
         super().__init__()
-        if isinstance(lambda_sparsity, bool) or not float(lambda_sparsity) >= 0:
-            raise ValueError(f"lambda_sparsity must be >= 0, got {lambda_sparsity!r}")
+        if not _finite(lambda_sparsity) or not lambda_sparsity >= 0:
+            raise ValueError(f"lambda_sparsity must be a finite number >= 0, got {lambda_sparsity!r}")
         if isinstance(selection_epochs, bool) or not isinstance(selection_epochs, int) or selection_epochs < 1:
             raise ValueError(f"selection_epochs must be an integer >= 1, got {selection_epochs!r}")
-        if not float(selection_lr) > 0:
-            raise ValueError(f"selection_lr must be > 0, got {selection_lr!r}")
-        if selection_mb_size is not None and (not isinstance(selection_mb_size, int) or selection_mb_size < 1):
+        if not _finite(selection_lr) or not selection_lr > 0:
+            raise ValueError(f"selection_lr must be a finite number > 0, got {selection_lr!r}")
+        if selection_mb_size is not None and (
+            isinstance(selection_mb_size, bool) or not isinstance(selection_mb_size, int) or selection_mb_size < 1
+        ):
             raise ValueError(f"selection_mb_size must be a positive integer, got {selection_mb_size!r}")
         self.lambda_sparsity = float(lambda_sparsity)
         self.selection_epochs = selection_epochs
