@@ -374,6 +374,9 @@ def capture_state(strategy, extra: Optional[Mapping[str, Any]] = None) -> Dict[s
     if extra is not None and not _is_plain(dict(extra)):
         raise ValueError("extra checkpoint data must be plain (numbers, strings, tensors, lists, dicts)")
     model = _unwrap(strategy.model)
+    if any(getattr(m, "merged", False) is True for m in model.modules()):
+        raise ValueError("the model's adapters are merged into its weights (inside evaluation?): "
+                         "checkpoint between experiences, when they are unmerged")
     plugins = []
     for plugin in strategy.plugins:
         state = {a: copy.deepcopy(getattr(plugin, a)) for a in _state_attributes(plugin)}

@@ -252,6 +252,15 @@ def test_the_write_is_atomic_and_cleans_what_a_killed_write_left(saved, tmp_path
     assert read_checkpoint(path)["extra"] == {"note": "fresh"}  # the good one is still there
 
 
+def test_a_merged_model_is_not_checkpointed(tiny_ci, tmp_path):
+    strategy = _strategy("per_task")
+    _train(strategy, tiny_ci, [0])
+    strategy.model.merge()
+    with pytest.raises(ValueError, match="merged"):
+        save_checkpoint(strategy, tmp_path / "checkpoint.pt")
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
 def test_only_the_main_process_writes(monkeypatch, tmp_path):
     monkeypatch.setattr(checkpoint_module, "DistributedHelper", types.SimpleNamespace(is_main_process=False))
     assert save_checkpoint(_strategy(), tmp_path / "checkpoint.pt") is None
