@@ -143,16 +143,6 @@ def subspace_overlap(u1: Tensor, u2: Tensor) -> float:
     return float((u1.t() @ u2).pow(2).sum() / k)
 
 
-def orthonormal_span(bases: Sequence[Tensor], rtol: float = RANK_RTOL) -> Tensor:
-    """An orthonormal basis of the sum of several column spaces."""
-    stacked = torch.cat(list(bases), dim=1)
-    if stacked.shape[1] == 0:
-        return stacked
-    u, s, _ = torch.linalg.svd(stacked, full_matrices=False)
-    keep = s > (s.max() * rtol if s.max() > 0 else math.inf)
-    return u[:, keep]
-
-
 def captured_energy_fraction(u: Tensor, s: Tensor, span: Tensor) -> float:
     """Fraction of ``||U diag(S) V^T||_F^2`` left after projecting onto ``span`` (orthonormal)."""
     energy = float(s.pow(2).sum())
@@ -197,27 +187,48 @@ class _Sums:
 
 
 def _sums(factors: Sequence[Tuple[Tensor, Tensor]]) -> _Sums:
-    """The additive pieces for one unit, from each adapter's ``(U, S)`` (creation order)."""
+    """The additive pieces for one unit, from each adapter's ``(U, S)`` (creation order).
+
+    One Gram matrix of all bases gives every pair; the span of the earlier adapters grows
+    by the orthonormalised residual of each new one, so no SVD grows with the bank.
+    """
     n = len(factors)
+    ranks = [u.shape[1] for u, _ in factors]
+    bounds = [0]
+    for r in ranks:
+        bounds.append(bounds[-1] + r)
+    dim = factors[0][0].shape[0] if n else 0
+    bases = torch.cat([u for u, _ in factors], dim=1) if n else torch.zeros(0, 0, dtype=torch.float64)
+    gram2 = (bases.t() @ bases).pow(2)
     cos2 = torch.zeros(n, n, dtype=torch.float64)
     angles = torch.zeros(n, n, dtype=torch.float64)
-    for i, (ui, _) in enumerate(factors):
-        for j, (uj, _) in enumerate(factors):
-            cos2[i, j] = (ui.t() @ uj).pow(2).sum()
-            angles[i, j] = min(ui.shape[1], uj.shape[1])
+    for i in range(n):
+        for j in range(n):
+            cos2[i, j] = gram2[bounds[i]: bounds[i + 1], bounds[j]: bounds[j + 1]].sum()
+            angles[i, j] = min(ranks[i], ranks[j])
     in_span = torch.zeros(n, dtype=torch.float64)
     energy = torch.tensor([float(s.pow(2).sum()) for _, s in factors], dtype=torch.float64)
-    for i in range(1, n):
-        span = orthonormal_span([u for u, _ in factors[:i]])
-        u, s = factors[i]
+    span = torch.zeros(dim, 0, dtype=torch.float64)
+    for i, (u, s) in enumerate(factors):
         if span.shape[1] and s.numel():
             in_span[i] = (span.t() @ (u * s)).pow(2).sum()
+        span = _extend_span(span, u)
     columns = [u * (s / s.norm()) for u, s in factors if s.numel()]
     if columns:
         stacked_sv = torch.linalg.svdvals(torch.cat(columns, dim=1))
     else:
         stacked_sv = torch.zeros(0, dtype=torch.float64)
     return _Sums(cos2, angles, in_span, energy, stacked_sv)
+
+
+def _extend_span(span: Tensor, u: Tensor, tol: float = 1e-8) -> Tensor:
+    """``span`` plus the directions of orthonormal ``u`` it misses (Gram-Schmidt, done twice)."""
+    if u.shape[1] == 0:
+        return span
+    residual = u - span @ (span.t() @ u)
+    residual = residual - span @ (span.t() @ residual)
+    q, sv, _ = torch.linalg.svd(residual, full_matrices=False)
+    return torch.cat([span, q[:, sv > tol]], dim=1)
 
 
 @dataclass
