@@ -16,6 +16,7 @@ from torch.optim import Optimizer
 
 from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
 from avalanche_litelora.models.lora_classifier import LoRAClassifier
+from avalanche_litelora.training.checkpoint import CheckpointMixin
 from avalanche_litelora.training.distributed import evaluate_every_sample, refuse_unsupported_plugins
 from avalanche_litelora.training.plugins import (
     BankGuardPlugin,
@@ -53,8 +54,11 @@ def _check_template_arguments(model, task_incremental, merge_for_eval, base_kwar
             )
 
 
-class _LoRABankStrategy(SupervisedTemplate):
-    """Wires a plain backbone into a :class:`LoRAClassifier` and appends bank plugins."""
+class _LoRABankStrategy(CheckpointMixin, SupervisedTemplate):
+    """Wires a plain backbone into a :class:`LoRAClassifier` and appends bank plugins.
+
+    ``save_checkpoint(path)`` / ``resume(path)`` come from :class:`CheckpointMixin`.
+    """
 
     def __init__(
         self,
