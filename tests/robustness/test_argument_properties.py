@@ -25,13 +25,6 @@ PATTERNS = {
 }
 MLP_WIDTH = 64
 
-ints = st.integers(min_value=-2, max_value=70)
-reals = st.one_of(
-    st.floats(min_value=-2.0, max_value=2.0),
-    st.sampled_from([0.0, math.nan, math.inf, -math.inf]),
-)
-junk = st.sampled_from([None, True, "1", 2.5])
-
 
 def _real(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
@@ -41,21 +34,49 @@ def _count(v, minimum=1) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
 
 
-arguments = st.fixed_dictionaries(
-    {
-        "rank": st.one_of(ints, junk),
-        "lambda_sparsity": st.one_of(reals, junk),
-        "train_epochs": st.one_of(st.integers(-1, 4), junk),
-        "selection_epochs": st.one_of(st.integers(-1, 4), junk),
-        "tau": st.one_of(reals, junk),
-        "init_logit": st.one_of(reals, junk),
-        "train_mb_size": st.one_of(st.integers(-1, 64), junk),
-        "selection_mb_size": st.one_of(st.none(), st.integers(-1, 16), st.just(True)),
-        "target_modules": st.lists(
-            st.sampled_from(list(PATTERNS) + ["", None]), min_size=0, max_size=3
-        ),
-    }
-)
+junk = st.sampled_from([None, True, "1", 2.5])
+non_finite = st.sampled_from([math.nan, math.inf, -math.inf])
+finite = st.floats(min_value=-5.0, max_value=5.0)
+
+#: Valid and invalid values per argument. An example starts valid and breaks 0-2 of them,
+#: so that both outcomes are drawn often.
+VALID = {
+    "rank": st.integers(1, MLP_WIDTH),
+    "lambda_sparsity": st.floats(min_value=0.0, max_value=2.0),
+    "tau": st.floats(min_value=0.01, max_value=5.0),
+    "init_logit": finite,
+    "train_mb_size": st.integers(1, 64),
+    "selection_mb_size": st.one_of(st.none(), st.integers(1, 16)),
+    "target_modules": st.lists(st.sampled_from(["features.0", "features.3.0", "features.*.0"]),
+                               min_size=1, max_size=3, unique=True),
+}
+INVALID = {
+    "rank": st.one_of(st.integers(-2, 0), st.integers(MLP_WIDTH + 1, 70), junk),
+    "lambda_sparsity": st.one_of(st.floats(max_value=-1e-6, min_value=-5.0), non_finite, junk),
+    "tau": st.one_of(st.floats(min_value=-5.0, max_value=0.0), non_finite, junk),
+    "init_logit": st.one_of(non_finite, junk),
+    "train_mb_size": st.one_of(st.integers(-2, 0), junk),
+    "selection_mb_size": st.one_of(st.integers(-2, 0), st.just(True), st.just(2.0)),
+    "target_modules": st.one_of(
+        st.just([]), st.just(["nope"]), st.just(["classifier"]), st.just(["features.0"] * 2),
+        st.just([None]), st.just([""]), st.just(["features.0", 3]),
+    ),
+    "train_epochs": st.one_of(st.integers(-1, 0), junk),
+    "selection_epochs": st.one_of(st.integers(-1, 0), junk),
+}
+
+
+@st.composite
+def arguments(draw) -> dict:
+    args = {k: draw(v) for k, v in VALID.items()}
+    args["train_epochs"] = draw(st.integers(2, 4))
+    args["selection_epochs"] = draw(st.integers(1, args["train_epochs"] - 1))
+    broken = draw(st.lists(st.sampled_from(sorted(INVALID)), max_size=2, unique=True))
+    for key in broken:
+        args[key] = draw(INVALID[key])
+    if draw(st.integers(0, 4)) == 0 and not broken:  # a selection phase as long as training
+        args["selection_epochs"] = args["train_epochs"] + draw(st.integers(0, 1))
+    return args
 
 
 def invalid_arguments(a: dict) -> set:
@@ -95,7 +116,7 @@ def _snapshot(module):
 
 
 @settings(max_examples=40, deadline=None)
-@given(arguments)
+@given(arguments())
 def test_strategy_arguments_are_accepted_or_refused_before_any_change(args):
     mlp = tiny_mlp()
     before = _snapshot(mlp)
