@@ -61,6 +61,7 @@ def markdown_tables(rows: Sequence[Dict[str, Any]]) -> str:
         seeds = sorted({r["seed"] for r in rows if r["stream"] == stream})
         lines += [
             f"### {stream} ({first['scenario']}, {first['experiences']} experiences, "
+            f"{first['train_per_experience']} training samples per experience, "
             f"backbone {first['backbone']}, seeds {', '.join(map(str, seeds))})", "",
             "| strategy | " + " | ".join(h for _, h, _ in TABLE) + " |",
             "|---" * (len(TABLE) + 1) + "|",

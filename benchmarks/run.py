@@ -20,13 +20,15 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List
+from dataclasses import replace
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from tqdm import tqdm
 
 from benchmarks import figures
 from benchmarks.methods import load_method_configs, runs_on
+from benchmarks.redundancy import pruning_vs_overlap
 from benchmarks.report import goal_checks, markdown_goals, markdown_tables, write_csv
 from benchmarks.runner import RunSettings, bare_throughput, run_one
 from benchmarks.measure import sample_inputs
@@ -55,6 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", default="results/benchmarks", help="output folder")
     parser.add_argument("--data-root", default="data", help="MNIST / Fashion-MNIST folder (filled offline)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a killed command in the same --out: finished runs are kept, "
+                             "the interrupted one resumes from its last experience")
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
@@ -68,6 +73,9 @@ def suite_settings(args: argparse.Namespace) -> Dict[str, Any]:
         value = getattr(args, key)
         if value is not None:
             suite[key] = value or None  # 0 on the command line: the whole experience
+            if key.endswith("per_experience"):  # the command line's sizes hold for every stream
+                for sizes in suite.get("stream_sizes", {}).values():
+                    sizes.pop(key, None)
     sweep = dict(suite["sweep"])
     if sweep["stream"] not in suite["streams"]:  # sweep on a stream the command actually runs
         sweep["stream"] = suite["streams"][0]
@@ -79,6 +87,13 @@ def suite_settings(args: argparse.Namespace) -> Dict[str, Any]:
     if suite["epochs"] is None or suite["epochs"] < 1:
         raise SystemExit("--epochs must be at least 1")
     return suite
+
+
+def stream_sizes(suite: Dict[str, Any], stream: str) -> Tuple[Optional[int], Optional[int]]:
+    """Training and test samples per experience for one stream (long streams may use fewer)."""
+    own = suite.get("stream_sizes", {}).get(stream, {})
+    return (own.get("train_per_experience", suite["train_per_experience"]),
+            own.get("test_per_experience", suite["test_per_experience"]))
 
 
 def environment(argv) -> Dict[str, str]:
@@ -116,16 +131,17 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     settings = RunSettings(epochs=suite["epochs"], train_per_experience=suite["train_per_experience"],
                            device=args.device)
-    progress = not args.no_progress
+    progress = not args.no_progress  # the bar over runs
 
     lam = args.lambda_sparsity
     sweep_rows: List[Dict[str, Any]] = []
+    reference: Dict[str, Any] = {}
     if lam is None and "litelora" in suite["strategies"]:
         sweep = suite["sweep"]
         lam, sweep_rows, reference = lambda_sweep(
             get_stream(sweep["stream"]), suite["seeds"][0], settings, sweep["lambdas"],
             sweep["validation_fraction"], args.data_root, suite["test_per_experience"],
-            out / "runs" / "sweep", progress=progress,
+            out / "runs" / "sweep", resume=args.resume,
         )
         write_csv_rows(out / "sweep.csv", [reference] + sweep_rows)
         figures.lambda_sweep(sweep_rows, reference, lam, out / "figures" / "lambda_sweep.png")
@@ -141,25 +157,50 @@ def main(argv=None) -> int:
     bare: Dict[Any, float] = {}
     for stream, seed, strategy in tqdm(plan, desc="runs", disable=not progress):
         spec = get_stream(stream)
+        sizes = stream_sizes(suite, stream)
         if (stream, seed) not in benchmarks:
-            benchmarks = {(stream, seed): build_stream(
-                spec, seed, args.data_root, suite["train_per_experience"], suite["test_per_experience"])}
+            benchmarks = {(stream, seed): build_stream(spec, seed, args.data_root, *sizes)}
         benchmark = benchmarks[(stream, seed)]
         backbone = args.backbone or spec.backbone
         if (stream, backbone) not in bare:
             x, t = sample_inputs(benchmark.test_stream, settings.throughput_samples, args.device)
             bare[(stream, backbone)] = bare_throughput(backbone, x, t, settings.eval_mb_size)
         overrides = {"lambda_sparsity": lam} if strategy == "litelora" else None
+        run_settings = replace(settings, train_per_experience=sizes[0])
         rows.append(run_one(
-            spec, benchmark, strategy, seed, settings, out / "runs" / stream / f"{strategy}_seed{seed}",
+            spec, benchmark, strategy, seed, run_settings, out / "runs" / stream / f"{strategy}_seed{seed}",
             overrides=overrides, backbone_name=backbone, bare_sps=bare[(stream, backbone)],
-            progress=progress,
+            resume=args.resume,
         ))
         write_csv(rows, out / "results.csv")  # after every run: a long suite loses nothing
 
-    write_report(out, rows, sweep_rows, lam, env, suite, time.perf_counter() - started)
+    write_report(out, rows, sweep_rows, reference, lam, env, suite, time.perf_counter() - started)
     print((out / "results.md").read_text())
     return 0
+
+
+def redundancy_section(out: Path, rows) -> str:
+    """redundancy.csv (final banks), candidates.csv (LiteLoRA's decisions) and their summary."""
+    banks = [dict(stream=r["stream"], strategy=r["strategy"], seed=r["seed"], **r["redundancy"])
+             for r in rows if "redundancy" in r]
+    candidates = [dict(stream=r["stream"], seed=r["seed"], **c) for r in rows for c in r.get("candidates", [])]
+    for path, table in (("redundancy.csv", banks), ("candidates.csv", candidates)):
+        if table:
+            with open(out / path, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(table[0]))
+                writer.writeheader()
+                writer.writerows(table)
+    if not banks:
+        return ""
+    lines = ["### Redundancy of the final banks", "",
+             "| stream | strategy | seed | adapters | mean overlap | mean captured | rank90 | rank99 |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {b['stream']} | {b['strategy']} | {b['seed']} | {b['adapters']} | {b['mean_overlap']:.3f} | "
+              f"{b['mean_captured']:.3f} | {b['rank90']} | {b['rank99']} |" for b in banks]
+    text = "\n".join(lines) + "\n\n"
+    if candidates:
+        text += pruning_vs_overlap(candidates)
+    return text
 
 
 def write_csv_rows(path: Path, rows: List[Dict[str, Any]]) -> None:
@@ -171,7 +212,7 @@ def write_csv_rows(path: Path, rows: List[Dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def write_report(out: Path, rows, sweep_rows, lam, env, suite, elapsed: float) -> None:
+def write_report(out: Path, rows, sweep_rows, reference, lam, env, suite, elapsed: float) -> None:
     for stream in dict.fromkeys(r["stream"] for r in rows):
         figures.accuracy_matrices(rows, stream, out / "figures" / f"accuracy_matrix_{stream}.png")
         figures.forgetting_curves(rows, stream, out / "figures" / f"forgetting_{stream}.png")
@@ -179,8 +220,10 @@ def write_report(out: Path, rows, sweep_rows, lam, env, suite, elapsed: float) -
     header = [
         f"Suite `{suite['name']}`: {suite['epochs']} epoch(s) per experience, "
         f"{suite['train_per_experience'] or 'all'} training / {suite['test_per_experience'] or 'all'} "
-        f"test samples per experience; LiteLoRA λ = {lam:g}"
-        + (" (picked on the validation split)" if sweep_rows else " (given)") + ".",
+        f"test samples per experience"
+        + "".join(f" ({name}: {sizes})" for name, sizes in suite.get("stream_sizes", {}).items() if sizes)
+        + (f"; LiteLoRA λ = {lam:g}" + (" (picked on the validation split)" if sweep_rows else " (given)")
+           if lam is not None else "") + ".",
         "",
         *(f"- {k}: {v}" for k, v in env.items()),
         f"- wall time of the whole command: {elapsed / 60:.1f} min",
@@ -188,11 +231,18 @@ def write_report(out: Path, rows, sweep_rows, lam, env, suite, elapsed: float) -
     ]
     sweep = ""
     if sweep_rows:
-        sweep = "### λ sweep (validation split)\n\n| λ | avg anytime acc | active adapters |\n|---|---|---|\n" + "".join(
-            f"| {r['lambda_sparsity']:g} | {r['avg_anytime_acc']:.3f} | {r['active_adapters']} |\n"
-            for r in sweep_rows) + "\n"
+        sweep = (
+            f"### λ sweep (validation split of {reference['stream']}, seed {reference['seed']})\n\n"
+            "| run | avg anytime acc | final acc | active adapters |\n|---|---|---|---|\n"
+            + "".join(
+                f"| {name} | {r['avg_anytime_acc']:.3f} | {r['final_acc']:.3f} | {r['active_adapters']} |\n"
+                for name, r in [("per-task LoRA", reference)]
+                + [(f"LiteLoRA λ={r['lambda_sparsity']:g}", r) for r in sweep_rows]
+            )
+            + "\n"
+        )
     text = "\n".join(header) + "\n" + markdown_tables(rows) + "\n" + sweep + \
-        "### Goals\n\n" + markdown_goals(goal_checks(rows))
+        "### Goals\n\n" + markdown_goals(goal_checks(rows)) + "\n" + redundancy_section(out, rows)
     (out / "results.md").write_text(text)
     (out / "environment.json").write_text(json.dumps(env, indent=2))
 

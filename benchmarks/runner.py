@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
-from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics, loss_metrics
-from avalanche.logging import TensorboardLogger
+from avalanche.evaluation.metrics import accuracy_metrics
 from avalanche.training.plugins import EvaluationPlugin
-from tqdm import tqdm
 
 from avalanche_litelora.backbones import create_backbone
+from avalanche_litelora.evaluation import litelora_evaluator
+from avalanche_litelora.training.loop import train_stream
 from avalanche_litelora.metrics import (
     accuracy_row,
     average_anytime_accuracy,
@@ -23,6 +24,7 @@ from avalanche_litelora.metrics import (
     backward_transfer,
     final_accuracy,
 )
+from benchmarks.redundancy import CandidateRedundancyProbe, bank_summary
 from benchmarks.measure import PeakMemory, StepTimer, sample_inputs, throughput
 from benchmarks.methods import Budget, build_strategy, is_lora_family
 from benchmarks.streams import StreamSpec
@@ -47,14 +49,11 @@ class RunSettings:
     throughput_samples: int = 512
 
 
-def _evaluator(log_dir: Optional[Path]) -> EvaluationPlugin:
-    loggers = [TensorboardLogger(str(log_dir))] if log_dir is not None else []
-    return EvaluationPlugin(
-        accuracy_metrics(experience=True, stream=True),
-        loss_metrics(stream=True),
-        forgetting_metrics(experience=True, stream=True),
-        loggers=loggers,
-    )
+def _evaluator(log_dir: Optional[Path], stream: str, lora: bool) -> EvaluationPlugin:
+    """The package's one-line evaluator (Avalanche metrics + forgetting curves + bank read-outs)."""
+    if log_dir is None:
+        return EvaluationPlugin(accuracy_metrics(experience=True, stream=True), loggers=[])
+    return litelora_evaluator(log_dir, stream=stream, interactive=False, bank=lora, redundancy=lora)
 
 
 def _bank_model(strategy):
@@ -91,7 +90,25 @@ def _bank_readouts(strategy) -> Dict[str, Any]:
     }
 
 
-def run_one(
+def run_one(spec: StreamSpec, benchmark, strategy_name: str, seed: int, settings: "RunSettings",
+            out_dir: Optional[Path], *, resume: bool = False, **kwargs) -> Dict[str, Any]:
+    """:func:`train_and_measure`, skipped when ``resume`` finds the run's finished row.
+
+    Without ``resume`` an earlier run in ``out_dir`` is removed first, so a rerun never mixes
+    old TensorBoard events or checkpoints with new ones.
+    """
+    row_file = out_dir / "row.json" if out_dir is not None else None
+    if row_file is not None and resume and row_file.exists():
+        return json.loads(row_file.read_text())
+    if out_dir is not None and out_dir.exists() and not resume:
+        shutil.rmtree(out_dir)
+    row = train_and_measure(spec, benchmark, strategy_name, seed, settings, out_dir, resume=resume, **kwargs)
+    if row_file is not None:
+        row_file.write_text(json.dumps(row))
+    return row
+
+
+def train_and_measure(
     spec: StreamSpec,
     benchmark,
     strategy_name: str,
@@ -103,12 +120,13 @@ def run_one(
     overrides: Optional[Dict[str, Any]] = None,
     backbone_name: Optional[str] = None,
     bare_sps: Optional[float] = None,
-    progress: bool = True,
+    resume: bool = False,
 ) -> Dict[str, Any]:
     """Train ``strategy_name`` through ``benchmark`` and return one results row.
 
     The accuracy matrix comes from Avalanche's own ``Top1_Acc_Exp`` after each experience;
-    artifacts (matrix, adapter model, TensorBoard events) go to ``out_dir`` when given.
+    artifacts (matrix, adapter model, TensorBoard events, checkpoint) go to ``out_dir`` when
+    given; with ``resume`` a run killed mid-stream continues from its last experience.
     """
     torch.manual_seed(seed)
     backbone_name = backbone_name or spec.backbone
@@ -116,12 +134,14 @@ def run_one(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     timer = StepTimer()
+    probe = CandidateRedundancyProbe() if strategy_name == "litelora" else None
     budget = Budget(
         epochs=settings.epochs, train_mb_size=settings.train_mb_size,
         eval_mb_size=settings.eval_mb_size, device=settings.device,
-        task_incremental=spec.task_incremental, plugins=[timer],
+        task_incremental=spec.task_incremental, plugins=[timer] + ([probe] if probe else []),
     )
-    evaluator = _evaluator(out_dir / "tensorboard" if out_dir is not None else None)
+    evaluator = _evaluator(out_dir / "tensorboard" if out_dir is not None else None,
+                           f"{eval_stream}_stream", is_lora_family(strategy_name) and strategy_name != "share")
     strategy = build_strategy(strategy_name, create_backbone(backbone_name), budget, evaluator, overrides)
     stream = getattr(benchmark, f"{eval_stream}_stream")
     n = len(benchmark.train_stream)
@@ -129,15 +149,15 @@ def run_one(
     matrix: List[List[float]] = []
     start = time.perf_counter()
     with PeakMemory(device) as memory:
-        if strategy_name == "joint":
+        if strategy_name == "joint":  # one training call on the whole stream
             strategy.train(benchmark.train_stream)
-            matrix.append(accuracy_row(strategy.eval(stream), n, stream=f"{eval_stream}_stream"))
+            matrix = [accuracy_row(strategy.eval(stream), n, stream=f"{eval_stream}_stream")]
         else:
-            bar = tqdm(benchmark.train_stream, desc=f"{spec.name}/{strategy_name}/{seed}",
-                       leave=False, disable=not progress)
-            for exp in bar:
-                strategy.train(exp)
-                matrix.append(accuracy_row(strategy.eval(stream), n, stream=f"{eval_stream}_stream"))
+            results = train_stream(
+                strategy, benchmark, eval_streams=[stream], resume=resume,
+                checkpoint_dir=out_dir / "checkpoint" if out_dir is not None else None,
+            )
+            matrix = [accuracy_row(r, n, stream=f"{eval_stream}_stream") for r in results]
     train_time = time.perf_counter() - start
 
     row: Dict[str, Any] = {
@@ -163,8 +183,13 @@ def run_one(
         if is_lora_family(strategy_name):
             torch.save(_bank_model(strategy).state_dict(), out_dir / "model.pt")
         for logger in evaluator.loggers:
-            logger.writer.close()
+            if hasattr(logger, "writer"):
+                logger.writer.close()
     row["accuracy_matrix"] = matrix
+    if is_lora_family(strategy_name) and strategy_name != "share":
+        row["redundancy"] = bank_summary(_bank_model(strategy))
+    if probe is not None:
+        row["candidates"] = probe.decisions(strategy)
     return row
 
 

@@ -30,14 +30,14 @@ def lambda_sweep(
     data_root: str,
     test_per_experience: Optional[int],
     out_dir: Optional[Path],
-    progress: bool = True,
+    resume: bool = False,
 ) -> Tuple[float, List[Dict[str, Any]], Dict[str, Any]]:
     """Run per-task LoRA and LiteLoRA at every lambda on the validation stream; pick one."""
     benchmark = build_stream(
         spec, seed, data_root, settings.train_per_experience, test_per_experience,
         validation_fraction=validation_fraction,
     )
-    common = dict(eval_stream="valid", bare_sps=0.0, progress=progress)
+    common = dict(eval_stream="valid", bare_sps=0.0, resume=resume)
     reference = run_one(spec, benchmark, "per_task_lora", seed, settings,
                         out_dir / "per_task_lora" if out_dir else None, **common)
     rows = [
