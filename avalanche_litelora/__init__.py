@@ -1,32 +1,61 @@
 """avalanche-litelora: gated, prunable LoRA adapter banks for continual learning in Avalanche."""
 
+from avalanche_litelora.analysis import RedundancyReport, analyse_model, analyse_state_dict
+from avalanche_litelora.evaluation import litelora_evaluator, litelora_metrics
 from avalanche_litelora.lora import AdapterGate, LoRALinear, inject_lora
+from avalanche_litelora.metrics import (
+    AccuracyMatrixHeatmapMetric,
+    AdapterRedundancyMetric,
+    BankReadoutMetric,
+    ForgettingCurveMetric,
+)
 from avalanche_litelora.models import LoRAClassifier
+from avalanche_litelora.share import MergeReport, ShareClassifier, ShareLinear
 from avalanche_litelora.training import (
     LiteLoRAStrategy,
     PerTaskLoRAStrategy,
     SequentialLoRAStrategy,
+    ShareStrategy,
 )
+from avalanche_litelora.training.checkpoint import (
+    CheckpointError,
+    CheckpointMixin,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from avalanche_litelora.training.loop import train_stream
 from avalanche_litelora.training.plugins import (
     BankGuardPlugin,
+    CheckpointPlugin,
     CurrentClassesLossPlugin,
     FreezeBankPlugin,
     GateSelectionPlugin,
     MergedEvalPlugin,
     OpenCandidatePlugin,
     PruneClosedCandidatePlugin,
+    ShareGuardPlugin,
+    ShareMergePlugin,
+    ShareOpenTaskPlugin,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    # strategies
     "LiteLoRAStrategy",
     "PerTaskLoRAStrategy",
     "SequentialLoRAStrategy",
+    "ShareStrategy",
+    # models and layers
     "LoRAClassifier",
     "LoRALinear",
     "AdapterGate",
     "inject_lora",
+    "ShareClassifier",
+    "ShareLinear",
+    "MergeReport",
+    # plugins
     "BankGuardPlugin",
     "OpenCandidatePlugin",
     "GateSelectionPlugin",
@@ -34,4 +63,25 @@ __all__ = [
     "FreezeBankPlugin",
     "CurrentClassesLossPlugin",
     "MergedEvalPlugin",
+    "ShareGuardPlugin",
+    "ShareOpenTaskPlugin",
+    "ShareMergePlugin",
+    "CheckpointPlugin",
+    # runs: checkpoints and the resumable loop
+    "train_stream",
+    "save_checkpoint",
+    "load_checkpoint",
+    "read_checkpoint",
+    "CheckpointError",
+    "CheckpointMixin",
+    # metrics, evaluation and analysis
+    "litelora_evaluator",
+    "litelora_metrics",
+    "ForgettingCurveMetric",
+    "AccuracyMatrixHeatmapMetric",
+    "BankReadoutMetric",
+    "AdapterRedundancyMetric",
+    "analyse_model",
+    "analyse_state_dict",
+    "RedundancyReport",
 ]

@@ -12,6 +12,7 @@ from torch.optim import Optimizer
 
 from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
 from avalanche_litelora.share.model import MergeReport, ShareClassifier
+from avalanche_litelora.training.checkpoint import CheckpointMixin
 from avalanche_litelora.training.plugins.share import (
     ShareGuardPlugin,
     ShareMergePlugin,
@@ -20,7 +21,7 @@ from avalanche_litelora.training.plugins.share import (
 )
 
 
-class ShareStrategy(SupervisedTemplate):
+class ShareStrategy(CheckpointMixin, SupervisedTemplate):
     """Share: one shared LoRA subspace per layer, a few coefficients per task.
 
     The first experience trains a rank-``rank`` adapter that seeds the bases. Every later
