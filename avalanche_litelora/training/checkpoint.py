@@ -300,6 +300,10 @@ def _decode_metric_state(blob: torch.Tensor, allowed: set) -> Dict[str, Any]:
     )
 
 
+#: Metrics already warned about (images and other values that are not plain data).
+_warned_unsaved_metrics: set = set()
+
+
 def _capture_evaluator(evaluator) -> Optional[Dict[str, Any]]:
     if evaluator is None:
         return None
@@ -315,7 +319,9 @@ def _capture_evaluator(evaluator) -> Optional[Dict[str, Any]]:
             last[name] = value
         else:
             skipped.add(name)
-    if skipped:
+    skipped -= _warned_unsaved_metrics
+    if skipped:  # once per metric and process: a long run checkpoints after every experience
+        _warned_unsaved_metrics.update(skipped)
         warnings.warn(f"metric values that are not plain data are not checkpointed: {sorted(skipped)}")
     return {
         "all_metric_results": history,
