@@ -87,7 +87,7 @@ class PeakMemory:
 
 @torch.no_grad()
 def throughput(model, x: torch.Tensor, task_labels: torch.Tensor, batch_size: int,
-               repeats: int = 3) -> float:
+               repeats: int = 5) -> float:
     """Samples per second of evaluation-mode forward passes (best of ``repeats``, after a warm-up)."""
     model.eval()
 
