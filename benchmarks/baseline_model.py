@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from avalanche.models import MultiTaskModule
 from torch import Tensor, nn
 
@@ -26,11 +24,9 @@ class FineTunedClassifier(MultiTaskModule):
         for p in self.parameters():
             p.requires_grad_(True)
 
-    def forward(self, x: Tensor, task_labels: Optional[Tensor] = None) -> Tensor:
+    def forward_single_task(self, x: Tensor, task_label: int) -> Tensor:
+        """Avalanche's ``MultiTaskModule.forward`` routes each task's samples here (LwF too)."""
         features = self.backbone(x)
         if isinstance(self.head, MultiTaskModule):
-            return self.head(features, task_labels)
+            return self.head.forward_single_task(features, task_label)
         return self.head(features)
-
-    def forward_single_task(self, x: Tensor, task_label: int) -> Tensor:
-        raise NotImplementedError("forward() routes task labels itself")

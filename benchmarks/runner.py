@@ -100,7 +100,7 @@ def run_one(spec: StreamSpec, benchmark, strategy_name: str, seed: int, settings
     row_file = out_dir / "row.json" if out_dir is not None else None
     if row_file is not None and resume and row_file.exists():
         return json.loads(row_file.read_text())
-    if out_dir is not None and out_dir.exists() and not resume:
+    if out_dir is not None and out_dir.exists() and not (resume and _checkpointable(strategy_name)):
         shutil.rmtree(out_dir)
     row = train_and_measure(spec, benchmark, strategy_name, seed, settings, out_dir, resume=resume, **kwargs)
     if row_file is not None:
@@ -153,9 +153,10 @@ def train_and_measure(
             strategy.train(benchmark.train_stream)
             matrix = [accuracy_row(strategy.eval(stream), n, stream=f"{eval_stream}_stream")]
         else:
+            checkpoints = out_dir is not None and _checkpointable(strategy_name)
             results = train_stream(
-                strategy, benchmark, eval_streams=[stream], resume=resume,
-                checkpoint_dir=out_dir / "checkpoint" if out_dir is not None else None,
+                strategy, benchmark, eval_streams=[stream], resume=resume and checkpoints,
+                checkpoint_dir=out_dir / "checkpoint" if checkpoints else None,
             )
             matrix = [accuracy_row(r, n, stream=f"{eval_stream}_stream") for r in results]
     train_time = time.perf_counter() - start
@@ -191,6 +192,13 @@ def train_and_measure(
     if probe is not None:
         row["candidates"] = probe.decisions(strategy)
     return row
+
+
+def _checkpointable(strategy_name: str) -> bool:
+    """The package's strategies resume mid-stream; Avalanche's baselines keep plugin state
+    (LwF's previous model, EWC's importances, Replay's buffer) that no checkpoint holds, so an
+    interrupted baseline run starts again."""
+    return is_lora_family(strategy_name)
 
 
 def bare_throughput(backbone_name: str, x, t, batch_size: int) -> float:

@@ -11,7 +11,7 @@ from benchmarks.report import goal_checks
 from benchmarks.runner import COLUMNS
 from benchmarks.sweep import choose_lambda
 
-STRATEGIES = ["litelora", "per_task_lora", "naive", "joint"]
+STRATEGIES = ["litelora", "per_task_lora", "lwf", "joint"]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_csv_has_every_column_finite_for_every_strategy(quick_run):
         assert 0.0 <= float(row["final_acc"]) <= 1.0
     by_name = {r["strategy"]: r for r in rows}
     assert int(by_name["per_task_lora"]["active_adapters"]) == 5
-    assert int(by_name["naive"]["adapter_params"]) == 0
+    assert int(by_name["lwf"]["adapter_params"]) == 0
     assert int(by_name["per_task_lora"]["adapter_params"]) > 0
 
 
