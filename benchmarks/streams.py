@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
 import torch
+from torchvision.transforms import ToTensor
 from avalanche.benchmarks.classic import PermutedMNIST, SplitFMNIST, SplitMNIST
 
 from avalanche_litelora.data import fetch_dataset
@@ -41,8 +42,10 @@ def _split_mnist(seed: int, root: str, task_labels: bool = False):
 
 
 def _split_fmnist(seed: int, root: str):
+    # torchvision's FashionMNIST yields PIL images (Avalanche's MNIST already gives tensors)
     return SplitFMNIST(
-        n_experiences=5, seed=seed, dataset_root=root, train_transform=None, eval_transform=None,
+        n_experiences=5, seed=seed, dataset_root=root,
+        train_transform=ToTensor(), eval_transform=ToTensor(),
     )
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import warnings
 from typing import List
 
-from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
 from avalanche_litelora.metrics.accuracy_matrix import (
@@ -26,15 +25,14 @@ from avalanche_litelora.metrics.accuracy_matrix import (
     average_forgetting,
     forgetting_per_experience,
 )
-from avalanche_litelora.metrics.recorder import AccuracyMatrixRecorder
+from avalanche_litelora.metrics.recorder import RecordedMatrixMetric
 
 
-class ForgettingCurveMetric(PluginMetric[float]):
+class ForgettingCurveMetric(RecordedMatrixMetric):
     """Forgetting per earlier experience and on average, accuracy so far, anytime accuracy."""
 
     def __init__(self, stream: str = "test_stream"):
-        super().__init__()
-        self.recorder = AccuracyMatrixRecorder(stream)
+        super().__init__(stream)
         self._warned = False
         self._last: dict = {}
 
@@ -44,22 +42,6 @@ class ForgettingCurveMetric(PluginMetric[float]):
 
     def reset(self) -> None:
         self._last = {}
-
-    # Every callback the recorder needs, forwarded.
-    def before_training_exp(self, strategy):
-        self.recorder.before_training_exp(strategy)
-
-    def after_training_exp(self, strategy):
-        self.recorder.after_training_exp(strategy)
-
-    def before_eval_exp(self, strategy):
-        self.recorder.before_eval_exp(strategy)
-
-    def after_eval_iteration(self, strategy):
-        self.recorder.after_eval_iteration(strategy)
-
-    def after_eval_exp(self, strategy):
-        self.recorder.after_eval_exp(strategy)
 
     def after_eval(self, strategy) -> List[MetricValue]:
         step = self.recorder.new_complete_row()

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import List
 
-from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
 from avalanche_litelora.analysis.plots import heatmap_figure
 from avalanche_litelora.metrics._images import figure_to_tensor_image
-from avalanche_litelora.metrics.recorder import AccuracyMatrixRecorder
+from avalanche_litelora.metrics.recorder import RecordedMatrixMetric
 
 
-class AccuracyMatrixHeatmapMetric(PluginMetric[object]):
+class AccuracyMatrixHeatmapMetric(RecordedMatrixMetric):
     """``Images/accuracy_matrix/<stream>``: rows = after training experience i, columns = experiences.
 
     Emitted as an Avalanche ``TensorImage`` (``TensorboardLogger`` writes it with
@@ -20,8 +19,7 @@ class AccuracyMatrixHeatmapMetric(PluginMetric[object]):
     """
 
     def __init__(self, stream: str = "test_stream"):
-        super().__init__()
-        self.recorder = AccuracyMatrixRecorder(stream)
+        super().__init__(stream)
         self._last = None
 
     def result(self):
@@ -31,21 +29,6 @@ class AccuracyMatrixHeatmapMetric(PluginMetric[object]):
 
     def reset(self) -> None:
         self._last = None
-
-    def before_training_exp(self, strategy):
-        self.recorder.before_training_exp(strategy)
-
-    def after_training_exp(self, strategy):
-        self.recorder.after_training_exp(strategy)
-
-    def before_eval_exp(self, strategy):
-        self.recorder.before_eval_exp(strategy)
-
-    def after_eval_iteration(self, strategy):
-        self.recorder.after_eval_iteration(strategy)
-
-    def after_eval_exp(self, strategy):
-        self.recorder.after_eval_exp(strategy)
 
     def after_eval(self, strategy) -> List[MetricValue]:
         step = self.recorder.new_complete_row()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
+from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metrics import Accuracy
 
 
@@ -104,6 +105,29 @@ class AccuracyMatrixRecorder:
         columns = sorted({j for i in range(step + 1) for j in self.rows.get(i, {})})
         values = [[self.rows.get(i, {}).get(j, float("nan")) for j in columns] for i in range(step + 1)]
         return columns, values
+
+
+class RecordedMatrixMetric(PluginMetric):
+    """A PluginMetric fed by an :class:`AccuracyMatrixRecorder`: the callbacks it needs, once."""
+
+    def __init__(self, stream: str = "test_stream"):
+        super().__init__()
+        self.recorder = AccuracyMatrixRecorder(stream)
+
+    def before_training_exp(self, strategy):
+        self.recorder.before_training_exp(strategy)
+
+    def after_training_exp(self, strategy):
+        self.recorder.after_training_exp(strategy)
+
+    def before_eval_exp(self, strategy):
+        self.recorder.before_eval_exp(strategy)
+
+    def after_eval_iteration(self, strategy):
+        self.recorder.after_eval_iteration(strategy)
+
+    def after_eval_exp(self, strategy):
+        self.recorder.after_eval_exp(strategy)
 
 
 def _bare(stream: str) -> str:
