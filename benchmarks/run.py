@@ -128,6 +128,10 @@ def main(argv=None) -> int:
     out = Path(args.out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     env = environment(argv)
+    previous = out / "environment.json"
+    if args.resume and previous.exists():  # the report keeps the run it continues
+        first = json.loads(previous.read_text())
+        env = dict(first, resumed=f"{env['date']} at commit {env['commit']} ({env['command']})")
     started = time.perf_counter()
     settings = RunSettings(epochs=suite["epochs"], train_per_experience=suite["train_per_experience"],
                            device=args.device)
@@ -195,8 +199,10 @@ def redundancy_section(out: Path, rows) -> str:
     lines = ["### Redundancy of the final banks", "",
              "| stream | strategy | seed | adapters | mean overlap | mean captured | rank90 | rank99 |",
              "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {b['stream']} | {b['strategy']} | {b['seed']} | {b['adapters']} | {b['mean_overlap']:.3f} | "
-              f"{b['mean_captured']:.3f} | {b['rank90']} | {b['rank99']} |" for b in banks]
+    for b in banks:  # overlap and captured need two adapters
+        pair = [f"{b[k]:.3f}" if b["adapters"] > 1 else "–" for k in ("mean_overlap", "mean_captured")]
+        lines.append(f"| {b['stream']} | {b['strategy']} | {b['seed']} | {b['adapters']} | {pair[0]} | "
+                     f"{pair[1]} | {b['rank90']} | {b['rank99']} |")
     text = "\n".join(lines) + "\n\n"
     if candidates:
         text += pruning_vs_overlap(candidates)
@@ -225,8 +231,9 @@ def write_report(out: Path, rows, sweep_rows, reference, lam, env, suite, elapse
         + (f"; LiteLoRA λ = {lam:g}" + (" (picked on the validation split)" if sweep_rows else " (given)")
            if lam is not None else "") + ".",
         "",
-        *(f"- {k}: {v}" for k, v in env.items()),
-        f"- wall time of the whole command: {elapsed / 60:.1f} min",
+        *(f"- {k}: {v}" for k, v in env.items() if k != "wall_time_min"),
+        f"- wall time of the command: {env.setdefault('wall_time_min', f'{elapsed / 60:.1f}')} min"
+        + (f" (then {elapsed / 60:.1f} min to resume)" if "resumed" in env else ""),
         "",
     ]
     sweep = ""
