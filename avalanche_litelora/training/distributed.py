@@ -13,7 +13,7 @@ candidate starts identical everywhere. Every function here is a no-op in a singl
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Dict, Iterable, List, Tuple
+from typing import Callable, Dict, Iterable, List, Tuple
 
 import torch
 from avalanche.benchmarks.utils.data_loader import MultiDatasetDataLoader, SingleDatasetDataLoader
@@ -135,6 +135,29 @@ def broadcast_bank_(model: nn.Module) -> None:
     broadcast_tensors_(tensors)
 
 
+def broadcast_state_(model: nn.Module, select: Callable[[str], bool]) -> None:
+    """Every rank loads rank 0's ``state_dict`` entries whose key ``select`` accepts.
+
+    Unlike :func:`broadcast_bank_` the entries travel as one pickled object, so they may
+    differ in shape across ranks (a basis whose size came from an SVD threshold): the
+    model's own load-state hooks regrow what needs it. Tensors go through the CPU, so a
+    rank never receives another rank's CUDA device.
+    """
+    if not is_distributed():
+        return
+    module = unwrap(model)
+    state = None
+    if is_main_process():
+        state = {
+            k: v.detach().cpu() if torch.is_tensor(v) else v
+            for k, v in module.state_dict().items()
+            if select(k)
+        }
+    state = DistributedHelper.broadcast_object(state, src=0)
+    if not is_main_process():
+        module.load_state_dict(state, strict=False)
+
+
 def refuse_unsupported_plugins(plugins: Iterable) -> None:
     """Raise if a plugin does not declare ``supports_distributed`` (Avalanche only warns)."""
     if not is_distributed():
@@ -167,3 +190,18 @@ def evaluate_every_sample(strategy) -> None:
         distributed_sampling=False,
         **loader.loader_kwargs,
     )
+
+
+class RankSafeTemplateMixin:
+    """For a ``SupervisedTemplate`` under torchrun: refuse plugins that are not rank-safe,
+    and evaluate every sample on every rank. Put it before the template in the bases."""
+
+    def _check_distributed_training_compatibility(self):
+        """Refuse, rather than warn about, plugins that may diverge across ranks."""
+        refuse_unsupported_plugins(self.plugins)
+        return True
+
+    def make_eval_dataloader(self, **kwargs):
+        """Every rank evaluates the whole experience: Avalanche's metrics are per process."""
+        super().make_eval_dataloader(**kwargs)
+        evaluate_every_sample(self)

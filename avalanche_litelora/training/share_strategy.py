@@ -13,6 +13,7 @@ from torch.optim import Optimizer
 from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
 from avalanche_litelora.share.model import MergeReport, ShareClassifier
 from avalanche_litelora.training.checkpoint import CheckpointMixin
+from avalanche_litelora.training.distributed import RankSafeTemplateMixin, refuse_unsupported_plugins
 from avalanche_litelora.training.plugins.share import (
     ShareGuardPlugin,
     ShareMergePlugin,
@@ -21,7 +22,7 @@ from avalanche_litelora.training.plugins.share import (
 )
 
 
-class ShareStrategy(CheckpointMixin, SupervisedTemplate):
+class ShareStrategy(CheckpointMixin, RankSafeTemplateMixin, SupervisedTemplate):
     """Share: one shared LoRA subspace per layer, a few coefficients per task.
 
     The first experience trains a rank-``rank`` adapter that seeds the bases. Every later
@@ -29,7 +30,9 @@ class ShareStrategy(CheckpointMixin, SupervisedTemplate):
     basis plus ``temporary_vectors`` trainable extra vectors; after each experience every
     task's adapter is rebuilt, an SVD gives the new basis (``k`` vectors, or enough to keep
     ``explained_variance`` of the energy) and all coefficients are re-projected onto it.
-    Task-incremental: inference uses each sample's Avalanche task label.
+    Task-incremental: inference uses each sample's Avalanche task label. Runs under
+    torchrun like the LoRA strategies: every plugin must declare ``supports_distributed``,
+    and every rank evaluates (and ends with) the same model.
 
     :param model: a plain backbone (wired here: LoRA layers, multi-head), or a ready
         :class:`ShareClassifier`, whose own rank, targets, head and unknown-task rule apply.
@@ -76,6 +79,7 @@ class ShareStrategy(CheckpointMixin, SupervisedTemplate):
             plugins=share_plugins + list(plugins or []),
             **base_kwargs,
         )
+        refuse_unsupported_plugins(self.plugins)  # under torchrun; the backbone is untouched
         if isinstance(model, ShareClassifier):
             self.model = model
         else:

@@ -1,7 +1,8 @@
 """The bank strategies under torchrun (2 CPU ranks, gloo) against a single-process run.
 
 The worker (``ddp_worker.py``) trains LiteLoRA, per-task LoRA and sequential LoRA on 3
-experiences of split digits with ``shuffle=False``. With 2 ranks of 16 samples a step, the
+experiences of split digits with ``shuffle=False``, and Share on the same 3 experiences
+with task labels (classes interleaved). With 2 ranks of 16 samples a step, the
 DistributedSampler hands rank r the samples r, r+2, r+4, ..., so each step's global batch is
 exactly the single-process batch of 32 (likewise 2 x 4 for the selection phase's 8).
 
@@ -9,6 +10,9 @@ Accuracy tolerance: 0.02 (4 of the 211 test samples). What is left to differ is 
 the mean of two half-batch means rounds differently from one mean over 32, and an odd-sized
 experience is padded by the DistributedSampler with one repeated sample in its last batch.
 Measured: weights within 0.011 of the single-process run, stream accuracy within 1 sample.
+Share: the same basis sizes and stream accuracy (0.9716), weights within 0.006. (At lr 0.05
+Share was still on the steep part of its learning curve and the runs differed by 4 samples:
+the worker trains it at lr 0.1.)
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import ddp_worker
 from avalanche_litelora.training import distributed
 
 HERE = Path(__file__).resolve().parent
-STRATEGIES = ("litelora", "pertask", "sequential")
+STRATEGIES = ("litelora", "pertask", "sequential", "share")
 ACC_TOLERANCE = 0.02
 
 
@@ -43,7 +47,7 @@ def ddp_run(tmp_path_factory):
     assert proc.returncode == 0, proc.stdout[-4000:]
     ranks = {
         name: [torch.load(out / f"{name}_rank{r}.pt") for r in (0, 1)]
-        for name in STRATEGIES + ("refusal",)
+        for name in STRATEGIES + ("refusal", "refusal_share")
     }
     return ranks, proc.stdout
 
@@ -98,9 +102,29 @@ def test_only_rank_0_logs(ddp_run):
     assert output.count("-- >> Start of training phase << --") == trainings
 
 
-def test_strategy_refuses_a_plugin_that_is_not_rank_safe(ddp_run):
-    for result in ddp_run[0]["refusal"]:
+@pytest.mark.parametrize("which", ["refusal", "refusal_share"])
+def test_strategy_refuses_a_plugin_that_is_not_rank_safe(ddp_run, which):
+    for result in ddp_run[0][which]:
         assert result == {"refused": True, "untouched": True}
+
+
+def test_share_merges_once_for_every_rank(ddp_run, single_run):
+    rank0, rank1 = ddp_run[0]["share"]
+    assert rank0["adapters"] == ["task_0", "task_1", "task_2"]
+    assert rank0["merge_reports"] == rank1["merge_reports"]
+    assert [r["basis_sizes"] for r in rank0["merge_reports"]] == [
+        r["basis_sizes"] for r in single_run["share"]["merge_reports"]
+    ]
+    # rank 1 opened a task and temporary vectors on its own: rank 0's subspace replaced them
+    for result in (rank0, rank1):
+        assert result["resynced"].keys() == rank0["state"].keys()
+        for key, value in rank0["state"].items():
+            assert torch.equal(result["resynced"][key], value), key
+
+
+def test_share_stops_every_rank_on_one_ranks_non_finite_loss(ddp_run):
+    for result in ddp_run[0]["share"]:
+        assert result["stopped"] and result["restored"]
 
 
 def test_helpers_are_no_ops_in_a_single_process():
@@ -115,6 +139,7 @@ def test_helpers_are_no_ops_in_a_single_process():
     assert distributed.any_rank(True) and not distributed.any_rank(False)
     before = model.weight.detach().clone()
     distributed.broadcast_tensors_([model.weight])
+    distributed.broadcast_state_(model, lambda key: True)
     assert torch.equal(model.weight, before)
     distributed.refuse_unsupported_plugins([object()])  # only refused under torchrun
     assert distributed.is_main_process() and not distributed.is_distributed()

@@ -2,6 +2,9 @@
 
 Order: :class:`ShareGuardPlugin`, :class:`ShareOpenTaskPlugin`, :class:`ShareMergePlugin`.
 They need a :class:`~avalanche_litelora.share.ShareClassifier` as the strategy's model.
+All three are rank-safe under torchrun (see :mod:`avalanche_litelora.training.distributed`):
+the model trains DDP-wrapped while a task's coefficients are open, a non-finite loss stops
+every rank together, and the merged subspace is rank 0's on every rank.
 """
 
 from __future__ import annotations
@@ -15,6 +18,13 @@ from torch import nn
 from avalanche_litelora.models.heads import head_capacity
 from avalanche_litelora.share.basis import validate_basis_choice
 from avalanche_litelora.share.model import ShareClassifier, check_positive_int
+from avalanche_litelora.training.distributed import (
+    any_rank,
+    broadcast_state_,
+    make_optimizer,
+    unwrap_model,
+    wrap_for_training,
+)
 
 
 def share_model(strategy) -> ShareClassifier:
@@ -41,10 +51,11 @@ def _subspace_keys(key: str) -> bool:
     )
 
 
-class ShareGuardPlugin(SupervisedPlugin):
+class ShareGuardPlugin(SupervisedPlugin, supports_distributed=True):
     """Checks each experience before the subspace changes; restores it on a non-finite loss.
 
-    Put it first: it snapshots the model before the task's coefficients open.
+    Put it first: it snapshots the model before the task's coefficients open. Under
+    torchrun a non-finite loss on any rank stops every rank at the same step.
     """
 
     def __init__(self):
@@ -71,13 +82,14 @@ class ShareGuardPlugin(SupervisedPlugin):
 
     def before_update(self, strategy, **kwargs):
         loss = strategy.loss
-        if bool(torch.isfinite(loss).all()):
+        if not any_rank(not bool(torch.isfinite(loss).all())):  # every rank stops together
             return
         exp = strategy.experience.current_experience
         iteration = strategy.clock.train_exp_iterations
         if self._snapshot is not None:
             share_model(strategy).load_state_dict(self._snapshot, strict=False)
-            strategy.make_optimizer(remove_params=True, reset_optimizer_state=True)
+            unwrap_model(strategy)  # the DDP wrapper holds the tensors just replaced
+            make_optimizer(strategy, remove_params=True, reset_optimizer_state=True)
             self._snapshot = None
         raise FloatingPointError(
             f"non-finite loss at experience {exp}, iteration {iteration}: training stopped "
@@ -88,11 +100,13 @@ class ShareGuardPlugin(SupervisedPlugin):
         self._snapshot = None
 
 
-class ShareOpenTaskPlugin(SupervisedPlugin):
+class ShareOpenTaskPlugin(SupervisedPlugin, supports_distributed=True):
     """Before each experience: the task's coefficients and ``phi`` temporary basis vectors.
 
     Only those, plus the head, train; the shared basis and other tasks stay frozen. The
-    optimizer is rebuilt with a fresh state, as for the LoRA strategies.
+    optimizer is rebuilt with a fresh state, as for the LoRA strategies. Under torchrun
+    the model is then wrapped in DDP around exactly these tensors; the wrapper copies rank
+    0's fresh coefficients, vectors and head to every rank.
 
     :param pseudo_rank: width p of a task's coefficients (after the first task).
     :param temporary_vectors: phi, extra basis vectors trained with each later task.
@@ -103,6 +117,10 @@ class ShareOpenTaskPlugin(SupervisedPlugin):
         self.pseudo_rank = check_positive_int(pseudo_rank, "pseudo_rank")
         self.temporary_vectors = check_positive_int(temporary_vectors, "temporary_vectors")
 
+    def before_train_dataset_adaptation(self, strategy, **kwargs):
+        """Avalanche's head growth and optimizer update then see the plain model's names."""
+        unwrap_model(strategy)
+
     def before_training_exp(self, strategy, **kwargs):
         model = share_model(strategy)
         names = model.open_tasks(
@@ -111,11 +129,17 @@ class ShareOpenTaskPlugin(SupervisedPlugin):
             temporary_vectors=self.temporary_vectors,
         )
         model.set_trainable(names)
-        strategy.make_optimizer(reset_optimizer_state=True)
+        make_optimizer(strategy, reset_optimizer_state=True)
+        wrap_for_training(strategy)
 
 
-class ShareMergePlugin(SupervisedPlugin):
+class ShareMergePlugin(SupervisedPlugin, supports_distributed=True):
     """After each experience: SVD merge of every task's adapter into the new shared basis.
+
+    Under torchrun every rank then loads rank 0's merged subspace (bases, coefficients,
+    head, merge report): an SVD's basis size and signs need not be bitwise reproducible
+    across processes, and a basis that differed would silently split the ranks. The DDP
+    wrapper, built around the replaced tensors, is dropped; the next task rewraps.
 
     :param explained_variance: fraction of the stacked adapters' energy the basis keeps
         (default 0.6 when ``k`` is not given either).
@@ -131,5 +155,7 @@ class ShareMergePlugin(SupervisedPlugin):
     def after_training_exp(self, strategy, **kwargs):
         model = share_model(strategy)
         model.merge_subspace(explained_variance=self.explained_variance, k=self.k)
+        broadcast_state_(model, _subspace_keys)
+        unwrap_model(strategy)
         # the merge replaced the bases and coefficients: point the optimizer at the new ones
-        strategy.make_optimizer(reset_optimizer_state=True)
+        make_optimizer(strategy, reset_optimizer_state=True)
