@@ -17,7 +17,7 @@ from torch.optim import Optimizer
 from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
 from avalanche_litelora.models.lora_classifier import LoRAClassifier
 from avalanche_litelora.training.checkpoint import CheckpointMixin
-from avalanche_litelora.training.distributed import evaluate_every_sample, refuse_unsupported_plugins
+from avalanche_litelora.training.distributed import RankSafeTemplateMixin, refuse_unsupported_plugins
 from avalanche_litelora.training.plugins import (
     BankGuardPlugin,
     CurrentClassesLossPlugin,
@@ -54,7 +54,7 @@ def _check_template_arguments(model, task_incremental, merge_for_eval, base_kwar
             )
 
 
-class _LoRABankStrategy(CheckpointMixin, SupervisedTemplate):
+class _LoRABankStrategy(CheckpointMixin, RankSafeTemplateMixin, SupervisedTemplate):
     """Wires a plain backbone into a :class:`LoRAClassifier` and appends bank plugins.
 
     ``save_checkpoint(path)`` / ``resume(path)`` come from :class:`CheckpointMixin`.
@@ -104,17 +104,6 @@ class _LoRABankStrategy(CheckpointMixin, SupervisedTemplate):
                 init_logit=init_logit,
                 tau=tau,
             )
-
-    # Distributed training (torchrun): see avalanche_litelora.training.distributed.
-    def _check_distributed_training_compatibility(self):
-        """Refuse, rather than warn about, plugins that may diverge across ranks."""
-        refuse_unsupported_plugins(self.plugins)
-        return True
-
-    def make_eval_dataloader(self, **kwargs):
-        """Every rank evaluates the whole experience: Avalanche's metrics are per process."""
-        super().make_eval_dataloader(**kwargs)
-        evaluate_every_sample(self)
 
     # Read-outs: the numbers users watch, straight from the bank.
     @property
