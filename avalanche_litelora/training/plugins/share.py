@@ -13,11 +13,11 @@ from typing import Optional
 
 import torch
 from avalanche.core import SupervisedPlugin
-from torch import nn
 
 from avalanche_litelora.models.heads import head_capacity
 from avalanche_litelora.share.basis import validate_basis_choice
 from avalanche_litelora.share.model import ShareClassifier, check_positive_int
+from avalanche_litelora.training.plugins._access import model_of_type
 from avalanche_litelora.training.distributed import (
     any_rank,
     broadcast_state_,
@@ -29,15 +29,7 @@ from avalanche_litelora.training.distributed import (
 
 def share_model(strategy) -> ShareClassifier:
     """The Share model behind a strategy (possibly DDP-wrapped)."""
-    model = strategy.model
-    if isinstance(model, nn.parallel.DistributedDataParallel):
-        model = model.module
-    if not isinstance(model, ShareClassifier):
-        raise TypeError(
-            "Share plugins need the strategy's model to be a ShareClassifier "
-            f"(see avalanche_litelora.share), got {type(model).__name__}"
-        )
-    return model
+    return model_of_type(strategy, ShareClassifier, "Share")
 
 
 def _subspace_keys(key: str) -> bool:
