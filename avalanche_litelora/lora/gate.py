@@ -1,8 +1,13 @@
 """The LiteLoRA gate: one logit per adapter, shared by every wrapped layer.
 
-In training the candidate's gate is a straight-through Gumbel-sigmoid (hard 0/1 forward,
+In training the candidate's gate is a straight-through noisy sigmoid (hard 0/1 forward,
 soft sigmoid gradient); every other gate, and every gate at evaluation, is ``1[l > 0]``.
 A pruned adapter simply has no logit any more (the reference's "minus infinity").
+
+Two noises are offered. ``"gumbel"`` is the reference code's: one Gumbel(0, 1) sample
+added to the logit, whose mean (+0.577) biases the sampled gate towards open.
+``"logistic"`` is the binary-concrete relaxation's ``log u - log(1 - u)``: symmetric, so
+the sampled gate is open with probability ``sigmoid(l)`` exactly.
 """
 
 from __future__ import annotations
@@ -15,30 +20,50 @@ import torch
 from torch import Tensor, nn
 
 
-def straight_through_gumbel_sigmoid(logit: Tensor, tau: float) -> Tensor:
+#: The noises the candidate's gate can be sampled with (see the module docstring).
+GATE_NOISES = ("gumbel", "logistic")
+
+
+def gate_noise_sample(like: Tensor, noise: str) -> Tensor:
+    """One noise sample shaped like ``like``: Gumbel(0, 1) or standard logistic."""
+    uniform = torch.rand_like(like).clamp(1e-10, 1.0 - 1e-10)
+    if noise == "gumbel":
+        return -torch.log(-torch.log(uniform))
+    if noise == "logistic":
+        return torch.log(uniform) - torch.log1p(-uniform)
+    raise ValueError(f"gate noise must be one of {GATE_NOISES}, got {noise!r}")
+
+
+def straight_through_gate(logit: Tensor, tau: float, noise: str = "gumbel") -> Tensor:
     """Hard ``1[sigmoid((l + g) / tau) > 0.5]`` forward, soft sigmoid gradient backward."""
-    uniform = torch.rand_like(logit).clamp(1e-10, 1.0 - 1e-10)
-    gumbel = -torch.log(-torch.log(uniform))
-    soft = torch.sigmoid((logit + gumbel) / tau)
+    soft = torch.sigmoid((logit + gate_noise_sample(logit, noise)) / tau)
     hard = (soft > 0.5).to(soft.dtype)
     return hard + (soft - soft.detach())  # exactly 0 or 1 forward
+
+
+def straight_through_gumbel_sigmoid(logit: Tensor, tau: float) -> Tensor:
+    """The reference code's gate: :func:`straight_through_gate` with Gumbel noise."""
+    return straight_through_gate(logit, tau, "gumbel")
 
 
 class AdapterGate(nn.Module):
     """Model-level gate values for the adapter bank.
 
-    ``candidate`` names the adapter under selection: only it gets Gumbel noise, and only
-    while ``selecting`` is on and the module is in training mode.
+    ``candidate`` names the adapter under selection: only it gets noise (``noise``: one of
+    :data:`GATE_NOISES`), and only while ``selecting`` is on and the module is in training mode.
     """
 
-    def __init__(self, tau: float = 1.0):
+    def __init__(self, tau: float = 1.0, noise: str = "gumbel"):
         super().__init__()
         if (
             not isinstance(tau, numbers.Real) or isinstance(tau, bool)
             or not math.isfinite(tau) or not tau > 0
         ):
             raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
+        if noise not in GATE_NOISES:
+            raise ValueError(f"gate noise must be one of {GATE_NOISES}, got {noise!r}")
         self.tau = float(tau)
+        self.noise = noise
         self.logits = nn.ParameterDict()
         self.candidate: Optional[str] = None
         self.selecting = False
@@ -71,8 +96,8 @@ class AdapterGate(nn.Module):
         """One gate value per adapter, sampled once per forward pass of the model."""
         out = self.eval_values()
         if self.training and self.selecting and self.candidate in self.logits:
-            out[self.candidate] = straight_through_gumbel_sigmoid(
-                self.logits[self.candidate], self.tau
+            out[self.candidate] = straight_through_gate(
+                self.logits[self.candidate], self.tau, self.noise
             )
         self.last_candidate_value = out.get(self.candidate) if self.candidate else None
         return out

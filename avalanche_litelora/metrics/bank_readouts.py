@@ -21,7 +21,7 @@ class BankReadoutMetric(PluginMetric[dict]):
 
     The magnitude of an adapter is the mean of its per-layer (and per q/v slice) SD-LoRA
     alphas; ``per_layer_magnitudes=True`` also emits each one. A candidate pruned in this
-    experience gets its last gate logit (from the end of its last epoch), which shows why
+    experience gets its last gate logit (from the end of its selection phase), which shows why
     it was pruned (logit <= 0). Models that are not a ``LoRAClassifier`` are skipped with
     one warning.
     """
@@ -44,6 +44,15 @@ class BankReadoutMetric(PluginMetric[dict]):
         self._logits_before_pruning = {}
 
     def after_training_epoch(self, strategy):
+        self._remember_logits(strategy)
+
+    def after_training_iteration(self, strategy):
+        """The selection phase runs after the last epoch: keep its logits as they move."""
+        model = self._bank(strategy)
+        if model is not None and model.gate.selecting:
+            self._remember_logits(strategy)
+
+    def _remember_logits(self, strategy) -> None:
         model = self._bank(strategy)
         if model is not None:
             self._logits_before_pruning = model.gate_logits()

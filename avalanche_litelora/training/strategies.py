@@ -28,6 +28,7 @@ from avalanche_litelora.training.plugins import (
     PruneClosedCandidatePlugin,
 )
 from avalanche_litelora.training.plugins._access import lora_model
+from avalanche_litelora.training.plugins.selection import check_gate_can_decide
 
 
 def _is_count(value, minimum: int) -> bool:
@@ -131,22 +132,29 @@ class _LoRABankStrategy(CheckpointMixin, RankSafeTemplateMixin, SupervisedTempla
 class LiteLoRAStrategy(_LoRABankStrategy):
     """LiteLoRA: one gated candidate adapter per experience, kept only if it earns its place.
 
-    Each experience trains the candidate, all magnitudes and the head for
-    ``train_epochs - selection_epochs`` epochs, then only the candidate's gate logit for
-    ``selection_epochs`` epochs under cross-entropy + ``lambda_sparsity`` * L1(gate).
-    A candidate whose gate closes is pruned and the head is refit on the reused bank.
+    Each experience trains the candidate, all magnitudes and the head for ``train_epochs``
+    epochs (Avalanche's meaning), then, as an extra phase, only the candidate's gate logit
+    under cross-entropy + ``lambda_sparsity`` * L1(gate) for at least ``min_selection_steps``
+    steps. A candidate whose gate closes is pruned and the head is refit on the reused bank.
 
     :param model: a plain backbone (wired here), or a ready :class:`LoRAClassifier`, whose
         own rank, targets, head and gate settings then apply.
     :param rank: LoRA rank of every adapter.
     :param target_modules: Linear module names (dotted suffixes or globs) to adapt;
         timm's fused ``qkv`` is adapted on its q and v slices.
-    :param lambda_sparsity: weight of the L1 penalty on the candidate's gate.
-    :param selection_epochs: epochs of the selection phase (< ``train_epochs``).
+    :param lambda_sparsity: weight of the L1 penalty on the candidate's gate, in nats of
+        cross-entropy per sample: roughly, a candidate is kept when it lowers the mean loss
+        of the experience by more than this (see the README for the scale).
+    :param selection_epochs: passes over the experience's minibatches in the selection phase.
+    :param min_selection_steps: the phase makes at least this many logit updates, cycling
+        the data, so a small experience reaches a decision as a large one does.
     :param selection_lr: AdamW learning rate of the gate logit.
-    :param selection_mb_size: minibatch size of the selection phase (default: train's).
+    :param selection_mb_size: the strategy's minibatches are cut into chunks of this size
+        during selection (default: uncut).
+    :param gate_noise: ``"gumbel"`` (the reference code's, biased towards open) or
+        ``"logistic"`` (the binary-concrete relaxation, symmetric).
     :param init_logit: initial gate logit (> 0: the gate starts open).
-    :param tau: Gumbel-sigmoid temperature.
+    :param tau: gate temperature.
     :param train_past_magnitudes: SD-LoRA's choice (True) trains earlier adapters'
         magnitudes with each new experience; False freezes them with their adapter.
     :param refit_steps: head refit minibatches after a pruning (0 disables).
@@ -168,8 +176,10 @@ class LiteLoRAStrategy(_LoRABankStrategy):
         target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
         lambda_sparsity: float = 0.03,
         selection_epochs: int = 1,
+        min_selection_steps: int = 100,
         selection_lr: float = 0.05,
         selection_mb_size: Optional[int] = None,
+        gate_noise: str = "gumbel",
         init_logit: float = 0.5,
         tau: float = 1.0,
         train_past_magnitudes: bool = True,
@@ -177,7 +187,6 @@ class LiteLoRAStrategy(_LoRABankStrategy):
         refit_lr: float = 0.01,
         task_incremental: bool = False,
         feature_dim: Optional[int] = None,
-        train_epochs: int = 1,
         **base_kwargs,
     ):
         selection = GateSelectionPlugin(
@@ -185,14 +194,10 @@ class LiteLoRAStrategy(_LoRABankStrategy):
             selection_epochs=selection_epochs,
             selection_lr=selection_lr,
             selection_mb_size=selection_mb_size,
+            min_selection_steps=min_selection_steps,
+            gate_noise=gate_noise,
         )
-        if isinstance(train_epochs, bool) or not isinstance(train_epochs, int) or train_epochs < 1:
-            raise ValueError(f"train_epochs must be a positive integer, got {train_epochs!r}")
-        if selection_epochs >= train_epochs:
-            raise ValueError(
-                f"selection_epochs ({selection_epochs}) must be smaller than train_epochs "
-                f"({train_epochs}): the magnitude phase needs at least one epoch"
-            )
+        check_gate_can_decide(init_logit, selection)
         prune = PruneClosedCandidatePlugin(
             refit_steps=refit_steps, refit_lr=refit_lr, class_incremental=not task_incremental
         )
@@ -212,7 +217,6 @@ class LiteLoRAStrategy(_LoRABankStrategy):
             tau=tau,
             task_incremental=task_incremental,
             feature_dim=feature_dim,
-            train_epochs=train_epochs,
             **base_kwargs,
         )
 

@@ -4,7 +4,12 @@ import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 
-from avalanche_litelora import LiteLoRAStrategy, PerTaskLoRAStrategy, SequentialLoRAStrategy
+from avalanche_litelora import (
+    GateSelectionPlugin,
+    LiteLoRAStrategy,
+    PerTaskLoRAStrategy,
+    SequentialLoRAStrategy,
+)
 from builders import MLP_TARGETS, lite_kwargs, quiet_evaluator, sgd, tiny_mlp, tiny_vit
 
 
@@ -98,14 +103,20 @@ def test_zero_lambda_keeps_every_adapter(ci_benchmark):
 
 
 class _OptimizerProbe(SupervisedPlugin):
-    """Records, at the first iteration of each epoch, what the optimizer holds and trains."""
+    """Records, at the first iteration of each epoch and of each selection phase, what the
+    optimizer holds and trains."""
 
     def __init__(self):
         super().__init__()
         self.records = []
+        self._in_selection = False
 
     def before_training_iteration(self, strategy, **kwargs):
-        if strategy.clock.train_epoch_iterations:
+        selecting = any(getattr(p, "selecting", False) for p in strategy.plugins
+                        if isinstance(p, GateSelectionPlugin))
+        first_of_selection = selecting and not self._in_selection
+        self._in_selection = selecting
+        if strategy.clock.train_epoch_iterations and not first_of_selection:
             return
         model = strategy.model
         candidate = model.candidate
@@ -126,15 +137,17 @@ def test_candidate_tensors_are_in_the_optimizer_and_phases_switch(ci_benchmark):
     mlp = tiny_mlp()
     probe = _OptimizerProbe()
     strategy = LiteLoRAStrategy(
-        model=mlp, optimizer=sgd(mlp), plugins=[probe], **lite_kwargs(train_epochs=3, selection_epochs=1)
+        model=mlp, optimizer=sgd(mlp), plugins=[probe], **lite_kwargs(train_epochs=2, selection_epochs=1)
     )
     for exp in list(ci_benchmark.train_stream)[:2]:
         strategy.train(exp)
-    first, second = probe.records[:3], probe.records[3:]
+    first, second = probe.records[:2], probe.records[2:]
     # experience 0: no selection phase; every epoch trains the adapter and the head
+    assert len(first) == 2 and len(second) == 3
     assert all(r["adapter_in_opt"] and r["trainable"] == ["backbone", "head"] for r in first)
     assert not any(r["logit_trains"] for r in first)
-    # experience 1: magnitude phase, then selection with only the new logit in its optimizer
+    # experience 1: train_epochs magnitude epochs, then an extra selection phase that trains
+    # only the new logit, with its own optimizer
     assert all(r["adapter_in_opt"] and r["logit_in_opt"] for r in second[:2])
     assert second[2]["logit_in_opt"] and not second[2]["adapter_in_opt"]
     assert second[2]["trainable"] == ["gate"] and second[2]["logit_trains"]

@@ -1,14 +1,17 @@
-"""Inside each experience: the magnitude phase, then LiteLoRA's gate-selection phase."""
+"""After each experience's training epochs: LiteLoRA's gate-selection phase."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
-from typing import Optional
+import warnings
+from typing import Iterator, Optional
 
 import torch
 from avalanche.core import SupervisedPlugin
 
+from avalanche_litelora.lora.gate import GATE_NOISES
 from avalanche_litelora.training.distributed import wrap_for_training
 from avalanche_litelora.training.plugins._access import lora_model
 
@@ -18,14 +21,77 @@ def _finite(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
-    """Trains only the candidate's gate logit for the last ``selection_epochs`` epochs.
+def _count(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
-    The loss becomes cross-entropy + ``lambda_sparsity`` * L1(beta), beta being the
-    candidate's straight-through Gumbel-sigmoid gate (the same value in every wrapped
-    layer, so its average over layers is itself). The phase has its own optimizer
-    (AdamW, ``selection_lr``) and, optionally, its own minibatch size. The first adapter
-    of the bank has nothing to be compared with and skips the phase.
+
+class InertSelectionWarning(UserWarning):
+    """A setting under which the gate cannot reach, or cannot avoid, a decision."""
+
+
+def check_gate_can_decide(init_logit: float, selection: "GateSelectionPlugin") -> None:
+    """Refuse a closed initial gate; warn when even the shortest phase cannot cross zero.
+
+    Adam moves the logit by at most about ``selection_lr`` a step, so a phase of ``n`` steps
+    can only prune a candidate whose logit starts below ``n * selection_lr``.
+    """
+    if isinstance(init_logit, numbers.Real) and not isinstance(init_logit, bool) and init_logit <= 0:
+        raise ValueError(
+            f"init_logit must be > 0, got {init_logit!r}: a closed gate skips the candidate in "
+            "the magnitude phase, so it never trains and is always pruned (the paper uses 0.5)"
+        )
+    if selection.selection_epochs == 0:
+        selection.warn_if_short(selection.min_selection_steps, init_logit)
+
+
+class SelectionBatches:
+    """The strategy's own training minibatches, cut into chunks and cycled for ``steps`` steps.
+
+    Wrapping the loader Avalanche (or a rehearsal plugin) built, instead of building a new
+    one, keeps every sample other plugins put in the minibatch (replayed ones included).
+    """
+
+    def __init__(self, loader, chunk_size: Optional[int], steps: int):
+        self.loader = loader
+        self.chunk_size = chunk_size
+        self.steps = steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def _chunks(self) -> Iterator:
+        while True:
+            produced = False
+            for mbatch in self.loader:
+                size = len(mbatch[0])
+                step = self.chunk_size or size
+                for start in range(0, size, step):
+                    produced = True
+                    yield [v[start:start + step] for v in mbatch]
+            if not produced:
+                return  # an empty loader: nothing to select on
+
+    def __iter__(self) -> Iterator:
+        return itertools.islice(self._chunks(), self.steps)
+
+
+class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
+    """Trains only the candidate's gate logit once an experience's training epochs are done.
+
+    The phase runs in ``after_training_exp``, before the prune and freeze plugins decide, as
+    one extra pass of Avalanche's own ``training_epoch``: every plugin's per-iteration
+    callbacks run (the current-classes loss, a rehearsal buffer's samples, the non-finite
+    guard), early stopping cannot skip it, and ``train_epochs`` keeps its Avalanche meaning.
+    The loss is cross-entropy + ``lambda_sparsity`` * L1(beta), beta being the candidate's
+    straight-through noisy gate (the same value in every wrapped layer). It has its own AdamW
+    (``selection_lr``); the strategy's minibatches are cut into ``selection_mb_size`` chunks
+    and cycled for ``max(min_selection_steps, selection_epochs * chunks per epoch)`` steps, so a small
+    experience gets as many chances to move the logit across zero as a large one.
+    The first adapter of the bank has nothing to be compared with and skips the phase.
+
+    :param lambda_sparsity: in nats of cross-entropy per sample: a candidate whose gate
+        lowers the mean loss by less than about ``lambda_sparsity`` is closed.
+    :param gate_noise: ``"gumbel"`` (the reference code) or ``"logistic"`` (binary concrete).
     """
 
     def __init__(
@@ -34,49 +100,82 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
         selection_epochs: int = 1,
         selection_lr: float = 0.05,
         selection_mb_size: Optional[int] = None,
+        min_selection_steps: int = 100,
+        gate_noise: str = "gumbel",
     ):
         super().__init__()
         if not _finite(lambda_sparsity) or not lambda_sparsity >= 0:
             raise ValueError(f"lambda_sparsity must be a finite number >= 0, got {lambda_sparsity!r}")
-        if isinstance(selection_epochs, bool) or not isinstance(selection_epochs, int) or selection_epochs < 1:
-            raise ValueError(f"selection_epochs must be an integer >= 1, got {selection_epochs!r}")
+        if not _count(selection_epochs, 0):
+            raise ValueError(f"selection_epochs must be an integer >= 0, got {selection_epochs!r}")
         if not _finite(selection_lr) or not selection_lr > 0:
             raise ValueError(f"selection_lr must be a finite number > 0, got {selection_lr!r}")
-        if selection_mb_size is not None and (
-            isinstance(selection_mb_size, bool) or not isinstance(selection_mb_size, int) or selection_mb_size < 1
-        ):
+        if selection_mb_size is not None and not _count(selection_mb_size, 1):
             raise ValueError(f"selection_mb_size must be a positive integer, got {selection_mb_size!r}")
+        if not _count(min_selection_steps, 0):
+            raise ValueError(f"min_selection_steps must be an integer >= 0, got {min_selection_steps!r}")
+        if selection_epochs == 0 and min_selection_steps == 0:
+            raise ValueError("selection_epochs and min_selection_steps are both 0: the gate would never train")
+        if gate_noise not in GATE_NOISES:
+            raise ValueError(f"gate_noise must be one of {GATE_NOISES}, got {gate_noise!r}")
         self.lambda_sparsity = float(lambda_sparsity)
         self.selection_epochs = selection_epochs
         self.selection_lr = float(selection_lr)
         self.selection_mb_size = selection_mb_size
+        self.min_selection_steps = min_selection_steps
+        self.gate_noise = gate_noise
         self.selecting = False
-        self._saved_optimizer = None
-        self._saved_mb_size = None
-        self._start_epoch: Optional[int] = None
+        self._last_steps = 0
+        self._saved = None
 
-    def before_training(self, strategy, **kwargs):
-        if self.selection_epochs >= strategy.train_epochs:
-            raise ValueError(
-                f"selection_epochs ({self.selection_epochs}) must be smaller than "
-                f"train_epochs ({strategy.train_epochs}): the magnitude phase needs an epoch"
+    @property
+    def last_steps(self) -> int:
+        """Steps of the last selection phase (0 when the experience had no candidate to judge)."""
+        return self._last_steps
+
+    def selection_steps(self, n_minibatches: int, train_mb_size: int) -> int:
+        """How many logit updates one phase makes, for a loader of ``n_minibatches``."""
+        chunks = math.ceil(train_mb_size / self.selection_mb_size) if self.selection_mb_size else 1
+        return max(self.min_selection_steps, self.selection_epochs * n_minibatches * chunks)
+
+    def warn_if_short(self, steps: int, logit: float) -> None:
+        reach = steps * self.selection_lr
+        if isinstance(logit, numbers.Real) and reach < abs(float(logit)):
+            warnings.warn(
+                f"the selection phase makes {steps} steps of at most selection_lr="
+                f"{self.selection_lr:g} each: the gate logit moves at most {reach:g}, less than "
+                f"its distance to zero ({abs(float(logit)):g}), so no candidate can be pruned; "
+                "raise min_selection_steps or selection_lr",
+                InertSelectionWarning,
+                stacklevel=3,
             )
 
-    def before_training_exp(self, strategy, **kwargs):
+    def _warn_if_lambda_decides_alone(self, strategy) -> None:
+        classes = getattr(strategy.experience, "classes_in_this_experience", None) or []
+        if len(classes) > 1 and self.lambda_sparsity > math.log(len(classes)):
+            warnings.warn(
+                f"lambda_sparsity={self.lambda_sparsity:g} exceeds log({len(classes)})="
+                f"{math.log(len(classes)):.3g} nats, the loss of a chance-level bank on this "
+                "experience's classes: no candidate can lower the loss that much, so every one "
+                "is pruned whatever it learned",
+                InertSelectionWarning,
+                stacklevel=3,
+            )
+
+    def after_training_exp(self, strategy, **kwargs):
         model = lora_model(strategy)
-        has_earlier = any(n != model.candidate for n in model.adapter_names)
-        if model.candidate is not None and has_earlier:
-            self._start_epoch = strategy.train_epochs - self.selection_epochs
-        else:
-            self._start_epoch = None
-
-    def before_training_epoch(self, strategy, **kwargs):
-        if self._start_epoch is None or self.selecting:
+        self._last_steps = 0
+        if model.candidate is None or not any(n != model.candidate for n in model.adapter_names):
             return
-        if strategy.clock.train_exp_epochs == self._start_epoch:
-            self._enter_selection(strategy, **kwargs)
+        if len(strategy.dataloader) == 0:
+            return
+        self._enter(strategy)
+        try:
+            strategy.training_epoch(**kwargs)
+        finally:
+            self.abort_experience(strategy)
 
-    def _enter_selection(self, strategy, **loader_kwargs) -> None:
+    def _enter(self, strategy) -> None:
         model = lora_model(strategy)
         model.set_trainable(
             candidate_adapter=False,
@@ -85,15 +184,19 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
             candidate_logit=True,
             head=False,
         )
+        model.gate.noise = self.gate_noise
         model.gate.selecting = True
+        model.train()
         logit = model.gate.logits[model.candidate]
-        self._saved_optimizer = strategy.optimizer
+        steps = self.selection_steps(len(strategy.dataloader), strategy.train_mb_size)
+        self.warn_if_short(steps, float(logit.detach()))
+        self._warn_if_lambda_decides_alone(strategy)
+        self._saved = (strategy.optimizer, strategy.dataloader, strategy._stop_training)
         strategy.optimizer = torch.optim.AdamW([logit], lr=self.selection_lr, weight_decay=0.0)
-        if self.selection_mb_size is not None:
-            self._saved_mb_size = strategy.train_mb_size
-            strategy.train_mb_size = self.selection_mb_size
-            strategy.make_train_dataloader(**loader_kwargs)  # train()'s loader options
+        strategy.dataloader = SelectionBatches(strategy.dataloader, self.selection_mb_size, steps)
+        strategy._stop_training = False  # early stopping ends the epochs, never this phase
         wrap_for_training(strategy)  # under torchrun, DDP now averages the logit's gradient
+        self._last_steps = steps
         self.selecting = True
 
     def before_backward(self, strategy, **kwargs):
@@ -101,18 +204,12 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
             beta = lora_model(strategy).gate.last_candidate_value
             strategy.loss = strategy.loss + self.lambda_sparsity * beta.abs()
 
-    def after_training_exp(self, strategy, **kwargs):
-        """Leave the selection phase before the prune / freeze plugins decide."""
-        self.abort_experience(strategy)
-
     def abort_experience(self, strategy) -> None:
-        """Give the strategy back its optimizer and minibatch size (also on a failed experience)."""
+        """Give the strategy back its optimizer and loader (also on a failed experience)."""
         if not self.selecting:
             return
-        strategy.optimizer = self._saved_optimizer
-        if self._saved_mb_size is not None:
-            strategy.train_mb_size = self._saved_mb_size
-        self._saved_optimizer = self._saved_mb_size = None
+        strategy.optimizer, strategy.dataloader, strategy._stop_training = self._saved
+        self._saved = None
         model = lora_model(strategy)
         model.gate.selecting = False
         if model.candidate is not None:
