@@ -16,6 +16,7 @@ from avalanche_litelora.training import (
     PerTaskLoRAStrategy,
     SequentialLoRAStrategy,
     ShareStrategy,
+    TaskRoutedLoRAStrategy,
 )
 from avalanche_litelora.training.checkpoint import (
     CheckpointError,
@@ -47,6 +48,7 @@ __all__ = [
     "PerTaskLoRAStrategy",
     "SequentialLoRAStrategy",
     "ShareStrategy",
+    "TaskRoutedLoRAStrategy",
     # models and layers
     "LoRAClassifier",
     "LoRALinear",

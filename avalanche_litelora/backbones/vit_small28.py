@@ -51,6 +51,11 @@ __all__ = [
     "vit_small28_fmnist",
     "vit_small28_mnist",
     "vit_small28_random",
+    "TokenReadoutViT",
+    "READOUTS",
+    "vit_small28_fmnist_tokens",
+    "vit_small28_mnist_tokens",
+    "vit_small28_random_tokens",
 ]
 
 #: Architecture of all ``vit_small28_*`` backbones (kwargs of timm's VisionTransformer).
@@ -111,19 +116,54 @@ def _pretrained_cfg(name: str, file: Optional[Path]) -> Dict[str, Any]:
     )
 
 
-def build_vit_small28(num_classes: int = 0, seed: Optional[int] = None, **kwargs) -> VisionTransformer:
+class TokenReadoutViT(VisionTransformer):
+    """A ViT whose features are all its final tokens (class + patches), flattened.
+
+    On 28x28 digits the class token of a small ViT pretrained on another dataset keeps too
+    little: its frozen linear probe falls below raw pixels, while the flattened tokens of the
+    same frozen network beat them (README, "Backbones"). The weights are the same; only
+    the read-out (and so the head's width, 17 x 96 = 1632) changes.
+    """
+
+    def __init__(self, num_classes: int = 0, **kwargs):
+        super().__init__(num_classes=0, **kwargs)
+        tokens = self.patch_embed.num_patches + self.num_prefix_tokens
+        self.num_features = self.head_hidden_size = tokens * self.embed_dim
+        self.reset_classifier(num_classes)
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        if global_pool not in (None, ""):
+            raise ValueError(f"a token read-out has no pooling, got global_pool={global_pool!r}")
+        self.num_classes = num_classes
+        self.head = torch.nn.Linear(self.num_features, num_classes) if num_classes > 0 else torch.nn.Identity()
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.head_drop(self.fc_norm(x).flatten(1))
+        return x if pre_logits else self.head(x)
+
+
+#: Read-outs of the backbone's features: the class token (timm's default) or every token.
+READOUTS = {"cls": VisionTransformer, "tokens": TokenReadoutViT}
+
+
+def build_vit_small28(num_classes: int = 0, seed: Optional[int] = None, readout: str = "cls",
+                      **kwargs) -> VisionTransformer:
     """Randomly initialised ViT with :data:`VIT_SMALL28_CONFIG` (kwargs override it).
 
-    ``seed`` makes the initialisation reproducible without touching the global RNG.
+    ``seed`` makes the initialisation reproducible without touching the global RNG;
+    ``readout`` is one of :data:`READOUTS`.
     """
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {sorted(READOUTS)}, got {readout!r}")
     # fc_norm=False keeps the final LayerNorm as ``norm`` (pre-pooling) for every
     # global_pool, so e.g. global_pool="avg" still matches the shipped weights.
     cfg = {**VIT_SMALL28_CONFIG, "fc_norm": False, **kwargs, "num_classes": num_classes}
+    cls = READOUTS[readout]
     if seed is None:
-        return VisionTransformer(**cfg)
+        return cls(**cfg)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return VisionTransformer(**cfg)
+        return cls(**cfg)
 
 
 def load_backbone_weights(model: torch.nn.Module, path: Union[str, Path]) -> torch.nn.Module:
@@ -156,7 +196,7 @@ def load_backbone_weights(model: torch.nn.Module, path: Union[str, Path]) -> tor
 
 
 def _create(name: str, num_classes: int, pretrained: bool, weights: Optional[Union[str, Path]],
-            seed: Optional[int], kwargs: Dict[str, Any]) -> VisionTransformer:
+            seed: Optional[int], kwargs: Dict[str, Any], readout: str = "cls") -> VisionTransformer:
     if pretrained:
         arch = {**VIT_SMALL28_CONFIG, "fc_norm": False}
         bad = {k: v for k, v in kwargs.items() if k in _ARCH_KEYS and v != arch[k]}
@@ -165,10 +205,10 @@ def _create(name: str, num_classes: int, pretrained: bool, weights: Optional[Uni
                 f"{name}: cannot change architecture arguments {bad} when loading pretrained "
                 f"weights (architecture is {VIT_SMALL28_CONFIG}); use pretrained=False"
             )
-    model = build_vit_small28(num_classes=num_classes, seed=seed, **kwargs)
+    model = build_vit_small28(num_classes=num_classes, seed=seed, readout=readout, **kwargs)
     file = None
     if pretrained:
-        file = Path(weights) if weights is not None else weights_path(name)
+        file = Path(weights) if weights is not None else weights_path(name.replace("_tokens", ""))
         load_backbone_weights(model, file)
     model.pretrained_cfg = _pretrained_cfg(name, file)
     model.default_cfg = model.pretrained_cfg
@@ -202,3 +242,23 @@ def vit_small28_random(num_classes: int = 0, seed: Optional[int] = None, **kwarg
     if kwargs.pop("pretrained", False):
         raise ValueError("vit_small28_random has no pretrained weights; use vit_small28_fmnist or vit_small28_mnist")
     return _create("vit_small28_random", num_classes, False, None, seed, kwargs)
+
+
+def _token_variant(base: str, pretrained_default: bool):
+    name = f"{base}_tokens"
+
+    def constructor(num_classes: int = 0, pretrained: bool = pretrained_default,
+                    weights: Optional[Union[str, Path]] = None, seed: Optional[int] = None,
+                    **kwargs) -> VisionTransformer:
+        if pretrained and not pretrained_default:
+            raise ValueError(f"{name} has no pretrained weights")
+        return _create(name, num_classes, pretrained, weights, seed, kwargs, readout="tokens")
+
+    constructor.__name__ = name
+    constructor.__doc__ = f"``{base}`` with every final token read out (:class:`TokenReadoutViT`)."
+    return register_backbone(name)(constructor)
+
+
+vit_small28_fmnist_tokens = _token_variant("vit_small28_fmnist", True)
+vit_small28_mnist_tokens = _token_variant("vit_small28_mnist", True)
+vit_small28_random_tokens = _token_variant("vit_small28_random", False)

@@ -4,7 +4,9 @@ from avalanche_litelora.training.strategies import (
     LiteLoRAStrategy,
     PerTaskLoRAStrategy,
     SequentialLoRAStrategy,
+    TaskRoutedLoRAStrategy,
 )
 from avalanche_litelora.training.share_strategy import ShareStrategy
 
-__all__ = ["LiteLoRAStrategy", "PerTaskLoRAStrategy", "SequentialLoRAStrategy", "ShareStrategy"]
+__all__ = ["LiteLoRAStrategy", "PerTaskLoRAStrategy", "SequentialLoRAStrategy", "ShareStrategy",
+           "TaskRoutedLoRAStrategy"]

@@ -16,6 +16,7 @@ from torch.optim import Optimizer
 
 from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
 from avalanche_litelora.models.lora_classifier import LoRAClassifier
+from avalanche_litelora.models.task_routed import TaskRoutedLoRAClassifier
 from avalanche_litelora.training.checkpoint import CheckpointMixin
 from avalanche_litelora.training.distributed import RankSafeTemplateMixin, refuse_unsupported_plugins
 from avalanche_litelora.training.plugins import (
@@ -28,6 +29,7 @@ from avalanche_litelora.training.plugins import (
     PruneClosedCandidatePlugin,
 )
 from avalanche_litelora.training.plugins._access import lora_model
+from avalanche_litelora.training.plugins.task_routing import OpenTaskAdapterPlugin
 from avalanche_litelora.training.plugins.selection import check_gate_can_decide
 
 
@@ -61,6 +63,9 @@ class _LoRABankStrategy(CheckpointMixin, RankSafeTemplateMixin, SupervisedTempla
     ``save_checkpoint(path)`` / ``resume(path)`` come from :class:`CheckpointMixin`.
     """
 
+    #: The model a plain backbone is wired into.
+    model_class = LoRAClassifier
+
     def __init__(
         self,
         *,
@@ -93,10 +98,10 @@ class _LoRABankStrategy(CheckpointMixin, RankSafeTemplateMixin, SupervisedTempla
             **base_kwargs,
         )
         refuse_unsupported_plugins(self.plugins)  # under torchrun; the backbone is untouched
-        if isinstance(model, LoRAClassifier):
+        if isinstance(model, self.model_class):
             self.model = model
         else:
-            self.model = LoRAClassifier(
+            self.model = self.model_class(
                 model,
                 rank=rank,
                 target_modules=target_modules,
@@ -222,7 +227,11 @@ class LiteLoRAStrategy(_LoRABankStrategy):
 
 
 class PerTaskLoRAStrategy(_LoRABankStrategy):
-    """SD-LoRA behaviour: one adapter per experience, every adapter kept, no selection."""
+    """SD-LoRA behaviour: one adapter per experience, every adapter kept, no selection.
+
+    Every adapter of the bank acts on every input (a sum), as in SD-LoRA and LiteLoRA; for
+    one adapter per task and nothing else, see :class:`TaskRoutedLoRAStrategy`.
+    """
 
     def __init__(
         self,
@@ -251,5 +260,27 @@ class SequentialLoRAStrategy(_LoRABankStrategy):
             model=model,
             optimizer=optimizer,
             bank_plugins=[OpenCandidatePlugin(single_adapter=True)],
+            **kwargs,
+        )
+
+
+class TaskRoutedLoRAStrategy(_LoRABankStrategy):
+    """One adapter per task, and each task's inputs see only their own (task-incremental).
+
+    The zero-forgetting reference for :class:`PerTaskLoRAStrategy`, whose summed bank lets
+    every new adapter act on earlier tasks. Needs Avalanche task labels at train and test time.
+    """
+
+    model_class = TaskRoutedLoRAClassifier
+
+    def __init__(self, *, model: nn.Module, optimizer: Optimizer, **kwargs):
+        if kwargs.pop("task_incremental", True) is not True:
+            raise ValueError("TaskRoutedLoRAStrategy routes by task label: task_incremental must be True")
+        kwargs.setdefault("merge_for_eval", False)  # no single merged weight serves every task
+        super().__init__(
+            model=model,
+            optimizer=optimizer,
+            bank_plugins=[OpenTaskAdapterPlugin(), FreezeBankPlugin()],
+            task_incremental=True,
             **kwargs,
         )

@@ -1,0 +1,25 @@
+"""Before each experience of a task-routed bank: give the experience's task its own adapter."""
+
+from __future__ import annotations
+
+from avalanche_litelora.training.plugins._access import lora_model
+from avalanche_litelora.training.plugins.candidate import OpenCandidatePlugin
+
+
+class OpenTaskAdapterPlugin(OpenCandidatePlugin):
+    """Opens an adapter for a task the bank has not seen; a task seen before trains its own.
+
+    Past magnitudes never train: another task's adapter must not move with this one.
+    """
+
+    def __init__(self):
+        super().__init__(train_past_magnitudes=False)
+
+    def before_training_exp(self, strategy, **kwargs):
+        model = lora_model(strategy)
+        task = int(strategy.experience.task_label)
+        known = model.task_adapters.get(task)
+        if known is not None and model.candidate is None:
+            model.gate.candidate = known  # the base plugin then trains it instead of opening one
+        super().before_training_exp(strategy, **kwargs)
+        model.task_adapters[task] = model.candidate
