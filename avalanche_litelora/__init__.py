@@ -1,6 +1,12 @@
 """avalanche-litelora: gated, prunable LoRA adapter banks for continual learning in Avalanche."""
 
 from avalanche_litelora.analysis import RedundancyReport, analyse_model, analyse_state_dict
+from avalanche_litelora.data import (
+    ExperienceRedundancy,
+    known_redundancy_stream,
+    redundancy_of,
+    stream_redundancy,
+)
 from avalanche_litelora.evaluation import litelora_evaluator, litelora_metrics
 from avalanche_litelora.lora import AdapterGate, LoRALinear, inject_lora
 from avalanche_litelora.metrics import (
@@ -86,4 +92,9 @@ __all__ = [
     "analyse_model",
     "analyse_state_dict",
     "RedundancyReport",
+    # streams whose redundancy is known
+    "known_redundancy_stream",
+    "ExperienceRedundancy",
+    "redundancy_of",
+    "stream_redundancy",
 ]

@@ -7,3 +7,11 @@ CLI: ``python -m avalanche_litelora.data fetch --root DIR [--dataset mnist|fashi
 from .fetch import DatasetUnavailableError, FetchResult, fetch_dataset, verify_dataset
 
 __all__ = ["DatasetUnavailableError", "FetchResult", "fetch_dataset", "verify_dataset"]
+
+# ground-truth redundancy streams (novel / repeat / near-repeat experiences)
+from .redundancy_streams import (  # noqa: E402
+    ExperienceRedundancy, InputTransform, known_redundancy_stream, redundancy_of, stream_redundancy,
+)
+
+__all__ += ["ExperienceRedundancy", "InputTransform", "known_redundancy_stream", "redundancy_of",
+            "stream_redundancy"]
