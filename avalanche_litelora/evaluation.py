@@ -17,6 +17,7 @@ from avalanche_litelora.metrics.bank_readouts import BankReadoutMetric
 from avalanche_litelora.metrics.forgetting_curve import ForgettingCurveMetric
 from avalanche_litelora.metrics.heatmaps import AccuracyMatrixHeatmapMetric
 from avalanche_litelora.metrics.redundancy_metric import AdapterRedundancyMetric
+from avalanche_litelora.metrics.tensorboard_views import AccuracyCurveMetric, write_layout
 
 
 def litelora_metrics(
@@ -30,7 +31,7 @@ def litelora_metrics(
     """
     if not isinstance(stream, str) or not stream:
         raise ValueError(f"stream must be a stream name such as 'test_stream', got {stream!r}")
-    metrics: List[PluginMetric] = [ForgettingCurveMetric(stream)]
+    metrics: List[PluginMetric] = [AccuracyCurveMetric(stream), ForgettingCurveMetric(stream)]
     if images:
         metrics.append(AccuracyMatrixHeatmapMetric(stream))
     if bank:
@@ -48,10 +49,13 @@ def litelora_evaluator(
     bank: bool = True,
     redundancy: bool = True,
     images: bool = True,
+    layout: bool = True,
     extra_loggers: Sequence[BaseLogger] = (),
 ) -> EvaluationPlugin:
     """Accuracy / loss / forgetting (Avalanche's), :func:`litelora_metrics`, an interactive
-    progress logger and a ``TensorboardLogger`` writing to ``log_dir``.
+    progress logger and a ``TensorboardLogger`` writing to ``log_dir``; with ``layout``, the
+    custom-scalars layout of :mod:`~avalanche_litelora.metrics.tensorboard_views` too (one
+    chart for the accuracy of every experience, one for forgetting, charts for the bank).
 
     Evaluate on ``stream`` after every training experience (``strategy.eval(test_stream)``
     or ``eval_every=0`` with ``eval_streams=[test_stream]``) for the per-experience curves.
@@ -61,7 +65,10 @@ def litelora_evaluator(
     metrics = litelora_metrics(stream=stream, bank=bank, redundancy=redundancy, images=images)
     loggers: List[BaseLogger] = [InteractiveLogger()] if interactive else []
     loggers += list(extra_loggers)
-    loggers.append(TensorboardLogger(tb_log_dir=log_dir))
+    tensorboard = TensorboardLogger(tb_log_dir=log_dir)
+    if layout:
+        write_layout(tensorboard.writer, stream, bank=bank)
+    loggers.append(tensorboard)
     return EvaluationPlugin(
         accuracy_metrics(epoch=True, experience=True, stream=True),
         loss_metrics(epoch=True, experience=True, stream=True),

@@ -16,6 +16,7 @@ from avalanche.training.plugins import EvaluationPlugin
 
 from avalanche_litelora.backbones import create_backbone
 from avalanche_litelora.evaluation import litelora_evaluator
+from avalanche_litelora.metrics.tensorboard_views import hparams_of_run, write_hparams
 from avalanche_litelora.training.loop import train_stream
 from avalanche_litelora.metrics import (
     accuracy_row,
@@ -181,6 +182,7 @@ def train_and_measure(
     row.update(_inference(strategy, x, t, settings.eval_mb_size))
     if out_dir is not None:
         (out_dir / "accuracy_matrix.json").write_text(json.dumps(matrix))
+        write_hparams(out_dir / "tensorboard", *hparams_of_run(row, getattr(_bank_model(strategy), "rank", None)))
         if is_lora_family(strategy_name):
             torch.save(_bank_model(strategy).state_dict(), out_dir / "model.pt")
         for logger in evaluator.loggers:

