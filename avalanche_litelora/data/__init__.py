@@ -5,6 +5,8 @@ CLI: ``python -m avalanche_litelora.data fetch --root DIR [--dataset mnist|fashi
 """
 
 from .fetch import DatasetUnavailableError, FetchResult, fetch_dataset, verify_dataset
+from .paper import (DomainNet, PaperDatasetError, SplitCIFAR100ViT, SplitCUB200, SplitDomainNet,
+                    SplitImageNetA, SplitImageNetR, reference_class_order)
 
 __all__ = ["DatasetUnavailableError", "FetchResult", "fetch_dataset", "verify_dataset"]
 
@@ -15,3 +17,5 @@ from .redundancy_streams import (  # noqa: E402
 
 __all__ += ["ExperienceRedundancy", "InputTransform", "known_redundancy_stream", "redundancy_of",
             "stream_redundancy"]
+__all__ += ["DomainNet", "PaperDatasetError", "SplitCIFAR100ViT", "SplitCUB200", "SplitDomainNet",
+            "SplitImageNetA", "SplitImageNetR", "reference_class_order"]
