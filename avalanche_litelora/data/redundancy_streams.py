@@ -176,8 +176,8 @@ def known_redundancy_stream(
     ``schedule``: ``"short"`` (8 experiences), ``"long"`` (24, 10 novel) or tokens (see
     :data:`SCHEDULES`). The long class form needs 10 disjoint class pairs, so it requires
     ``dataset="both"`` (MNIST digits 0-9 plus Fashion-MNIST as classes 10-19): a pair that
-    reuses a seen class would be neither novel nor a repeat. Class experiences are balanced
-    (``ceil(n/2)`` of the first class); domain experiences draw uniformly from the pool.
+    reuses a seen class would be neither novel nor a repeat. Every experience is class-balanced
+    (``n // k`` images of each of its ``k`` classes, the remainder to a seeded few).
 
     The seed fixes permutations, class order and samples; the schedule is fixed by name. Pixels
     stay in [0, 1], shape (1, 28, 28). Returns the benchmark with ``redundancy`` (labels aligned
@@ -203,7 +203,7 @@ def known_redundancy_stream(
     for split, size, argument, split_id in (("train", train_per_experience, "train_per_experience", 1),
                                             ("test", test_per_experience, "test_per_experience", 2)):
         images, targets = _load_pool(names, dataset_root, train=(split == "train"))
-        picks = _draw_samples(labels, form, targets, size, argument, np.random.default_rng([seed, split_id]))
+        picks = _draw_samples(labels, targets, size, argument, np.random.default_rng([seed, split_id]))
         streams[split] = [
             _experience_dataset(images, targets, idx, transform, label)
             for idx, transform, label in zip(picks, transforms, labels)
@@ -229,7 +229,8 @@ def _check_arguments(form, schedule, dataset, seed, train_n, test_n, degrees):
             raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
     if (isinstance(degrees, bool) or not isinstance(degrees, (int, float))
             or not math.isfinite(degrees) or not 0 < abs(degrees) <= 45):
-        raise ValueError(f"near_repeat_degrees must be a non-zero angle of at most 45 degrees, got {degrees!r}")
+        raise ValueError(
+            f"near_repeat_degrees must be a non-zero angle of at most 45 degrees, got {degrees!r}")
     return parse_schedule(schedule)
 
 
@@ -276,31 +277,33 @@ def _load_pool(names: Sequence[str], root, train: bool) -> Tuple[Tensor, Tensor]
     return torch.cat(images), torch.cat(targets)
 
 
-def _draw_samples(labels, form, targets: Tensor, size: int, argument: str, rng) -> List[Tensor]:
-    """Fresh pool indices for every experience: no index is used twice in a split."""
-    if form == "domain":
-        need = size * len(labels)
-        if need > len(targets):
-            raise ValueError(
-                f"{argument}={size} needs {need} distinct images for {len(labels)} experiences; "
-                f"the pool has {len(targets)} (at most {len(targets) // len(labels)} per experience)")
-        order = torch.from_numpy(rng.permutation(len(targets)))
-        return [order[i * size:(i + 1) * size] for i in range(len(labels))]
-    queues = {c: torch.from_numpy(rng.permutation(idx.numpy())) for c, idx in
-              ((c, (targets == c).nonzero().flatten()) for c in range(int(targets.max()) + 1))}
+def _draw_samples(labels, targets: Tensor, size: int, argument: str, rng) -> List[Tensor]:
+    """Fresh pool indices for every experience, class-balanced: no index is used twice in a split.
+
+    Each experience splits ``size`` evenly over its classes (the remainder to a seeded few), so
+    every promised class is present even in tiny experiences.
+    """
+    queues = {c: torch.from_numpy(rng.permutation((targets == c).nonzero().flatten().numpy()))
+              for c in range(int(targets.max()) + 1)}
     used = {c: 0 for c in queues}
     picks = []
     for label in labels:
-        first, second = label.classes
+        k = len(label.classes)
+        if size < k:
+            raise ValueError(
+                f"{argument}={size} cannot hold one image of each of the {k} classes of an experience")
+        extra = set(rng.permutation(k)[: size % k].tolist())
         parts = []
-        for c, n in ((first, (size + 1) // 2), (second, size // 2)):
+        for j, c in enumerate(label.classes):
+            n = size // k + (j in extra)
             if used[c] + n > len(queues[c]):
                 raise ValueError(
-                    f"{argument}={size} runs out of fresh images of class {c} "
-                    f"({len(queues[c])} in the pool, the schedule draws it repeatedly); choose a smaller size")
+                    f"{argument}={size} runs out of fresh images of class {c} ({len(queues[c])} in the "
+                    f"pool, drawn by {sum(c in l.classes for l in labels)} experiences); "
+                    f"choose a smaller size")
             parts.append(queues[c][used[c]:used[c] + n])
             used[c] += n
-        picks.append(torch.cat(parts))
+        picks.append(torch.cat(parts)[torch.from_numpy(rng.permutation(size))])
     return picks
 
 
