@@ -15,6 +15,7 @@ is fixed: a synset is a test sample when the CRC-32 of ``<pos><offset>`` is divi
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ LEXNAMES = (
     "verb.perception", "verb.possession", "verb.social", "verb.stative", "verb.weather", "adj.ppl",
 )
 PARTS_OF_SPEECH = {"noun": "data.noun", "verb": "data.verb", "adj": "data.adj", "adv": "data.adv"}
+#: Where a gloss's quoted examples start (``; "..."``, a few times ``: "..."``).
+_EXAMPLES = re.compile(r'[;:] "')
 #: One test sample in this many (by CRC-32 of the synset's id).
 TEST_MODULUS = 5
 
@@ -71,7 +74,7 @@ def parse_data_file(path: Union[str, Path]) -> List[Definition]:
             fields = head.split()
             if not sep or len(fields) < 3 or not fields[1].isdigit() or int(fields[1]) >= len(LEXNAMES):
                 raise ValueError(f"{path}:{number}: not a WordNet synset line")
-            text = gloss.split('; "', 1)[0].strip()  # the definition, without examples
+            text = _EXAMPLES.split(gloss, 1)[0].strip()  # the definition, without examples
             definitions.append(Definition(fields[2][0] + fields[0], LEXNAMES[int(fields[1])], text))
     return definitions
 
@@ -157,11 +160,14 @@ def SplitWordNetTopics(  # noqa: N802 - named like Avalanche's classic benchmark
 
     from avalanche_litelora.backbones.text import load_tokenizer, tokenize
 
+    if isinstance(n_experiences, bool) or not isinstance(n_experiences, int) or n_experiences < 1:
+        raise ValueError(f"n_experiences must be a positive integer, got {n_experiences!r}")
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
+        raise ValueError(f"max_length must be an integer >= 2, got {max_length!r}")
     data = load_wordnet_topics(dataset_root, min_definitions=min_definitions)
     n_classes = len(data.topics)
-    if isinstance(n_experiences, bool) or not isinstance(n_experiences, int) or not 1 <= n_experiences <= n_classes:
-        raise ValueError(f"n_experiences must be an integer between 1 and {n_classes} (the topics), "
-                         f"got {n_experiences!r}")
+    if n_experiences > n_classes:
+        raise ValueError(f"n_experiences must be at most {n_classes} (the topics), got {n_experiences}")
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer()
     train = _dataset(tokenize(tokenizer, data.train_texts, max_length), data.train_labels)
     test = _dataset(tokenize(tokenizer, data.test_texts, max_length), data.test_labels)

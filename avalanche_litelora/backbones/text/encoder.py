@@ -32,7 +32,7 @@ class HFTextEncoder(nn.Module):
             raise TypeError("encoder must be a transformers model whose config has hidden_size")
         if pooling == "pooler" and getattr(encoder, "pooler", None) is None:
             raise ValueError("pooling='pooler' needs a model built with its pooling layer")
-        self.encoder = encoder
+        self.model = encoder
         self.pooling = pooling
         self.num_features = hidden
         self.pretrained_cfg = {"classifier": "head"}  # what LoRA injection must leave alone
@@ -47,7 +47,7 @@ class HFTextEncoder(nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         ids, mask = unpack_tokens(x)
-        out = self.encoder(input_ids=ids, attention_mask=mask)
+        out = self.model(input_ids=ids, attention_mask=mask)
         if self.pooling == "pooler":
             return out.pooler_output
         hidden = out.last_hidden_state
