@@ -28,15 +28,22 @@ class LowRankAdapter(nn.Module):
     so freezing changes nothing the model computes.
     """
 
-    def __init__(self, in_features: int, slice_widths: Mapping[str, int], rank: int):
+    def __init__(
+        self,
+        in_features: int,
+        slice_widths: Mapping[str, int],
+        rank: int,
+        generator: Optional[torch.Generator] = None,
+    ):
         super().__init__()
+        _check_generator(generator)
         self.rank = rank
         self.A = nn.ParameterDict()
         self.B = nn.ParameterDict()
         self.magnitude = nn.ParameterDict()
         for key, width in slice_widths.items():
             a = torch.empty(rank, in_features)
-            nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+            nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=generator)
             self.A[key] = nn.Parameter(a)
             self.B[key] = nn.Parameter(torch.zeros(width, rank))
             self.magnitude[key] = nn.Parameter(torch.ones(()))
@@ -68,6 +75,16 @@ class LowRankAdapter(nn.Module):
             p.requires_grad_(magnitude)
             if not magnitude:
                 p.grad = None
+
+
+def _check_generator(generator) -> None:
+    """A CPU ``torch.Generator`` or None: A is drawn on the CPU, then moved to the layer."""
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    if generator.device.type != "cpu":
+        raise ValueError(f"generator must be a CPU torch.Generator, got one on {generator.device}")
 
 
 def is_pointwise_conv(module: nn.Module) -> bool:
@@ -173,13 +190,15 @@ class LoRALinear(nn.Module):
     def merged(self) -> bool:
         return self._weight_before_merge is not None
 
-    def add_adapter(self, name: str) -> LowRankAdapter:
+    def add_adapter(self, name: str, generator: Optional[torch.Generator] = None) -> LowRankAdapter:
+        """A new adapter; ``generator`` (a CPU one) draws its ``A``, else the global RNG does."""
+        _check_generator(generator)
         if name in self.adapters:
             raise ValueError(f"adapter {name!r} already exists")
         if self.merged:
             raise RuntimeError("unmerge() before adding an adapter")
         widths = {key: end - start for key, (start, end) in self.out_slices.items()}
-        adapter = LowRankAdapter(self.in_features, widths, self.rank)
+        adapter = LowRankAdapter(self.in_features, widths, self.rank, generator=generator)
         weight = self.base.weight
         adapter.to(device=weight.device, dtype=weight.dtype)
         self.adapters[name] = adapter
