@@ -9,11 +9,13 @@ computed, shared by the forward pass and by ``merge`` / ``unmerge``.
 from __future__ import annotations
 
 import math
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from avalanche_litelora.lora import bank
 
 #: Output slices of timm's fused ``qkv`` projection that LoRA adapts (the paper's setting).
 QKV_SLICES = ("q", "v")
@@ -49,9 +51,27 @@ class LowRankAdapter(nn.Module):
             self.magnitude[key] = nn.Parameter(torch.ones(()))
         self.register_buffer("normalized", torch.zeros((), dtype=torch.bool))
 
+    @property
+    def is_normalized(self) -> bool:
+        """``normalized`` as a Python bool, read back only when the buffer changed.
+
+        Reading a device tensor synchronises with the device; the buffer's version counter
+        (bumped by ``fill_``, ``copy_`` and ``load_state_dict``) tells when to read it again.
+        """
+        flag = self.normalized
+        try:
+            version = flag._version
+        except RuntimeError:  # an inference-mode tensor has no version counter
+            return bool(flag)
+        seen = getattr(self, "_normalized_seen", None)
+        if seen is None or seen[0] is not flag or seen[1] != version:
+            seen = (flag, version, bool(flag))
+            self._normalized_seen = seen
+        return seen[2]
+
     def scale(self, key: str) -> Tensor:
         """Factor applied to ``B A`` for one slice: the magnitude, over the norms once frozen."""
-        if bool(self.normalized):
+        if self.is_normalized:
             norm = self.B[key].norm() * self.A[key].norm()
             return self.magnitude[key] / norm.clamp_min(torch.finfo(norm.dtype).tiny)
         return self.magnitude[key]
@@ -59,7 +79,7 @@ class LowRankAdapter(nn.Module):
     @torch.no_grad()
     def to_direction_form(self) -> None:
         """Switch to SD-LoRA's direction/magnitude form without changing the update."""
-        if bool(self.normalized):
+        if self.is_normalized:
             return
         for key in self.A:
             norm = self.B[key].norm() * self.A[key].norm()
@@ -138,7 +158,12 @@ class LoRALinear(nn.Module):
     whole output, and :func:`qkv_slices` gives timm's q and v slices of a fused ``qkv``.
     Gate values (one per adapter, shared by every layer) are pushed in by the owning model
     through :attr:`gate_values` before each forward pass; a missing value means open.
+    Adapters whose factors do not train are computed together, at a cost flat in their
+    number (:mod:`avalanche_litelora.lora.bank`); ``bank_form`` forces one of its forms.
     """
+
+    #: ``None`` lets :func:`~avalanche_litelora.lora.bank.choose_form` pick per forward pass.
+    bank_form: Optional[str] = None
 
     def __init__(
         self,
@@ -237,15 +262,59 @@ class LoRALinear(nn.Module):
             return F.conv2d(hidden, b[:, :, None, None])
         return (x @ a.t()) @ b.t()
 
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.base(x)
-        if self.merged or len(self.adapters) == 0:
+    def _trains_factors(self, name: str) -> bool:
+        """An adapter whose own ``A`` / ``B`` train (the open candidate) stays out of the stack,
+        so that the frozen bank's factors never need a gradient. Without autograd every
+        adapter is stacked: a model predicts the same whichever of its adapters train."""
+        if not torch.is_grad_enabled():
+            return False
+        adapter = self.adapters[name]
+        return any(p.requires_grad for side in (adapter.A, adapter.B) for p in side.values())
+
+    def _stack(self, entries: List[Tuple[str, object]]) -> bank.StackedBank:
+        """The bank ``entries`` (name, gate) in stacked form; the same update as ``_factors``.
+
+        Layers that keep ``_factors`` as defined here stack their adapters with one kernel
+        per quantity; a subclass that overrides ``_factors`` gets it stacked adapter by adapter.
+        """
+        weight = self.base.weight
+        gates = bank.as_vector([gate for _, gate in entries], weight)
+        keys = list(self.out_slices)
+        slices = [self.out_slices[key] for key in keys]
+        if type(self)._factors is LoRALinear._factors:
+            adapters = [self.adapters[name] for name, _ in entries]
+            return bank.stack_lora_adapters(adapters, keys, gates, slices, self.rank)
+        factors = [[self._factors(name, key) for name, _ in entries] for key in keys]
+        return bank.stack_factors(factors, gates, slices, weight)
+
+    def _bank_forward(self, x: Tensor, stacked: bank.StackedBank) -> Tensor:
+        """The base layer plus the whole bank, in the cheaper form (or ``bank_form``)."""
+        stride = self.base.stride if self.is_conv else None
+        form = self.bank_form or bank.choose_form(
+            stacked, bank.rows_of(x, self.in_features, stride), self.in_features,
+            self.out_features, x.requires_grad,
+        )
+        if form == "lowrank":
+            out = self.base(x)
+            bank.add_lowrank(out, x, stacked, stride)
             return out
+        weight = self.base.weight
+        folded = bank.folded_weight(weight.view(self.out_features, self.in_features), stacked)
+        if self.is_conv:
+            return self.base._conv_forward(x, folded.view_as(weight), self.base.bias)
+        return F.linear(x, folded, self.base.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.merged or len(self.adapters) == 0:
+            return self.base(x)
+        own, stacked = [], []
         for name in self.adapters:
             beta = self._gate(name)
-            if not torch.is_tensor(beta) or not beta.requires_grad:
-                if float(beta) == 0.0:
-                    continue  # closed gate: skip the work, the update is exactly zero
+            if bank.is_closed(beta):
+                continue  # closed gate: skip the work, the update is exactly zero
+            (own if self._trains_factors(name) else stacked).append((name, beta))
+        out = self._bank_forward(x, self._stack(stacked)) if stacked else self.base(x)
+        for name, beta in own:
             for key, (start, end) in self.out_slices.items():
                 a, b, scale = self._factors(name, key)
                 update = self._low_rank(x, a, b)
