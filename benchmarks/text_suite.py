@@ -43,7 +43,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--strategies", nargs="+", choices=sorted(load_method_configs()))
     parser.add_argument("--seeds", nargs="+", type=int, help="topic orders")
     parser.add_argument("--lambda", dest="lambda_sparsity", type=float, help="LiteLoRA's lambda")
-    parser.add_argument("--no-probe", action="store_true", help="skip the TF-IDF and frozen-MiniLM references")
+    probe = parser.add_mutually_exclusive_group()
+    probe.add_argument("--no-probe", action="store_true", help="skip the TF-IDF and frozen-MiniLM references")
+    probe.add_argument("--probe-only", action="store_true", help="only the TF-IDF and frozen-MiniLM references")
     parser.add_argument("--out", default="results/text", help="output folder")
     parser.add_argument("--data-root", default="data", help="dataset_root (WordNet is fetched offline)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -184,6 +186,8 @@ def main(argv=None) -> int:
             reference = reference_points(args.data_root, suite["max_length"], **suite["probe"])
             probe_file.write_text(json.dumps(reference, indent=2))
         print(reference_table(reference))
+    if args.probe_only:
+        return 0
 
     spec = wordnet_stream(suite["n_experiences"], suite["max_length"])
     settings = RunSettings(epochs=suite["epochs"], train_per_experience=suite["train_per_experience"],
