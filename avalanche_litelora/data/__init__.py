@@ -7,8 +7,10 @@ CLI: ``python -m avalanche_litelora.data fetch --root DIR [--dataset mnist|fashi
 from .fetch import DatasetUnavailableError, FetchResult, fetch_dataset, verify_dataset
 from .paper import (DomainNet, PaperDatasetError, SplitCIFAR100ViT, SplitCUB200, SplitDomainNet,
                     SplitImageNetA, SplitImageNetR, reference_class_order)
+from .wordnet_topics import SplitWordNetTopics, load_wordnet_topics
 
-__all__ = ["DatasetUnavailableError", "FetchResult", "fetch_dataset", "verify_dataset"]
+__all__ = ["DatasetUnavailableError", "FetchResult", "fetch_dataset", "verify_dataset",
+           "SplitWordNetTopics", "load_wordnet_topics"]
 
 # ground-truth redundancy streams (novel / repeat / near-repeat experiences)
 from .redundancy_streams import (  # noqa: E402
