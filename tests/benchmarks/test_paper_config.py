@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +124,25 @@ def test_paper_path_on_a_random_vit_b16(tmp_path):
     (row,) = json.loads((tmp_path / "out" / "rows.json").read_text())
     # per adapter: 12 blocks x (q, v) x (A 10x768 + B 768x10 + a magnitude), and one gate logit
     assert row["experiences"] == 2 and row["adapter_params"] == row["active_adapters"] * (24 * (2 * 7680 + 1) + 1)
+
+
+@pytest.mark.slow
+def test_paper_path_under_torchrun_then_resume(tmp_path):
+    """Two processes (gloo on the CPU; NCCL takes the same path on GPUs): the global batch is split,
+    rank 0 alone writes, and every rank resumes from rank 0's checkpoints."""
+    repo = Path(__file__).resolve().parents[2]
+    argv = _tiny_argv(tmp_path, "--pretrained", SMALL_VIT, "--device", "cpu", "--strategies", "litelora")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "benchmarks.run", *argv]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    proc = subprocess.run(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    (row,) = json.loads((tmp_path / "out" / "rows.json").read_text())
+    assert (row["world_size"], row["experiences"]) == (2, 2) and "at 2 per process" in proc.stdout
+    (tmp_path / "out" / "runs" / "litelora_seed1993" / "row.json").unlink()  # as if killed after the stream
+    proc = subprocess.run(cmd + ["--resume"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    (resumed,) = json.loads((tmp_path / "out" / "rows.json").read_text())
+    assert resumed["accuracy_matrix"] == row["accuracy_matrix"]
