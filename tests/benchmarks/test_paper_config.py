@@ -146,3 +146,19 @@ def test_paper_path_under_torchrun_then_resume(tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:]
     (resumed,) = json.loads((tmp_path / "out" / "rows.json").read_text())
     assert resumed["accuracy_matrix"] == row["accuracy_matrix"]
+
+
+def test_a_weights_file_loads_through_timm_local_and_loses_its_head(tmp_path):
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    source = timm.create_model(SMALL_VIT.split(".")[0], pretrained=False)  # with its 1000-class head
+    save_file(source.state_dict(), str(tmp_path / "model.safetensors"))
+    args = paper.parse_args(["--paper", "imagenet_r", "--pretrained", SMALL_VIT,
+                             "--checkpoint", str(tmp_path / "model.safetensors")])
+    backbone, where = paper.load_backbone(paper.settings(args), args)
+    assert str(tmp_path) in where and backbone.num_classes == 0
+    x = torch.randn(1, 3, 160, 160)
+    source.reset_classifier(0)
+    assert torch.equal(backbone.eval()(x), source.eval()(x))  # the file's weights, not timm's init
