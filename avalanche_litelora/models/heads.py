@@ -8,11 +8,14 @@ shapes a state dict holds before loading it.
 from __future__ import annotations
 
 import re
-from typing import List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 from avalanche.models import IncrementalClassifier, MultiHeadClassifier
 from torch import nn
+
+from avalanche_litelora.models.seeding import global_rng_untouched
+from avalanche_litelora.models.seeded_heads import SeededIncrementalClassifier, SeededMultiHeadClassifier
 
 #: Attribute names under which backbones commonly keep their classifier.
 CLASSIFIER_NAMES = ("head", "classifier", "fc")
@@ -50,6 +53,21 @@ def classifier_module_names(backbone: nn.Module, how: Optional[str]) -> List[str
     return [how] if how else []
 
 
+def classifier_parameters(backbone: nn.Module, how: Optional[str]) -> Dict[str, torch.Tensor]:
+    """The backbone's own classifier's tensors by local name (``weight``, ``bias``), before removal.
+
+    A user's optimizer built on the backbone holds them; the head built in their place joins
+    their optimizer group (see :mod:`avalanche_litelora.training.optimizer_groups`).
+    """
+    if how == "reset_classifier":
+        module = backbone.get_classifier() if hasattr(backbone, "get_classifier") else None
+    else:
+        module = getattr(backbone, how, None) if how else None
+    if not isinstance(module, nn.Module):
+        return {}
+    return dict(module.named_parameters())
+
+
 def remove_classifier(backbone: nn.Module, how: Optional[str]) -> None:
     """Apply what :func:`find_classifier` found: the backbone then outputs features."""
     if how == "reset_classifier":
@@ -58,8 +76,18 @@ def remove_classifier(backbone: nn.Module, how: Optional[str]) -> None:
         setattr(backbone, how, nn.Identity())
 
 
-def make_head(in_features: int, task_incremental: bool, initial_out_features: int = 2) -> nn.Module:
-    """Avalanche's growing head (class-incremental) or multi-head (task-incremental)."""
+def make_head(
+    in_features: int, task_incremental: bool, initial_out_features: int = 2, seed: Optional[int] = None
+) -> nn.Module:
+    """Avalanche's growing head (class-incremental) or multi-head (task-incremental).
+
+    With a ``seed``, the heads draw their rows from it instead of the global generator (see
+    :mod:`avalanche_litelora.models.seeded_heads`).
+    """
+    if seed is not None:
+        if task_incremental:
+            return SeededMultiHeadClassifier(in_features, initial_out_features, seed=seed)
+        return SeededIncrementalClassifier(in_features, initial_out_features, seed=seed)
     if task_incremental:
         return MultiHeadClassifier(in_features, initial_out_features)
     return IncrementalClassifier(in_features, initial_out_features)
@@ -78,7 +106,8 @@ def head_capacity(head: nn.Module) -> Optional[int]:
 def _resize_incremental(head: IncrementalClassifier, n_out: int, n_units: Optional[int]) -> None:
     if head.classifier.out_features != n_out:
         old = head.classifier
-        head.classifier = nn.Linear(old.in_features, n_out).to(old.weight.device, old.weight.dtype)
+        with global_rng_untouched():  # the values are about to be loaded: draw nothing
+            head.classifier = nn.Linear(old.in_features, n_out).to(old.weight.device, old.weight.dtype)
     if n_units is not None and head.active_units.shape[0] != n_units:
         head.active_units = torch.zeros(n_units, dtype=torch.int8, device=head.active_units.device)
 
@@ -97,7 +126,9 @@ def resize_head_like(head: nn.Module, state_dict: Mapping[str, torch.Tensor], pr
             if not match:
                 continue
             tid = match.group(1)
-            if tid not in head.classifiers:
+            if tid not in head.classifiers and isinstance(head, SeededMultiHeadClassifier):
+                head.classifiers[tid] = head.new_task_head(tid)
+            elif tid not in head.classifiers:
                 head.classifiers[tid] = IncrementalClassifier(
                     head.in_features, weight.shape[0], masking=False, auto_adapt=False
                 ).to(weight.device)

@@ -1,10 +1,18 @@
-"""The adapter-bank model: frozen backbone with LoRA layers, one model-level gate, a head."""
+"""The adapter-bank model: frozen backbone with LoRA layers, one model-level gate, a head.
+
+Avalanche's plugins read a model's type: a :class:`~avalanche.models.MultiTaskModule` is
+called with task labels (and, by LwF, with ``None`` for every head's output), a plain module
+with the input alone. So ``LoRAClassifier(..., task_incremental=True)`` builds a
+:class:`TaskIncrementalLoRAClassifier` (a ``MultiTaskModule``) and the class-incremental
+model stays a plain module, which benchmarks without task labels (Avalanche's
+``class_incremental_benchmark``) need.
+"""
 
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from avalanche.models import MultiTaskModule
@@ -15,14 +23,20 @@ from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES, inject_lora
 from avalanche_litelora.lora.layer import LoRALinear
 from avalanche_litelora.models.heads import (
     classifier_module_names,
+    classifier_parameters,
     find_classifier,
     make_head,
     remove_classifier,
     resize_head_like,
 )
+from avalanche_litelora.models.seeding import (
+    check_seed,
+    default_seed,
+    derive_seed,
+    generator_for,
+)
 
-
-class LoRAClassifier(MultiTaskModule):
+class LoRAClassifier(nn.Module):
     """A backbone adapted by a bank of gated LoRA adapters, plus an Avalanche head.
 
     The bank is the set of adapters that every wrapped layer holds under the same names;
@@ -30,7 +44,16 @@ class LoRAClassifier(MultiTaskModule):
     pushed to every layer, so one decision keeps or drops an adapter everywhere.
     Lifecycle operations (:meth:`open_candidate`, :meth:`prune`, :meth:`freeze`) are called
     by the plugins in :mod:`avalanche_litelora.training.plugins`.
+
+    :param seed: seeds every adapter and head row the model builds (default: the seed of
+        torch's global generator at construction), so neither depends on what else drew
+        random numbers meanwhile, evaluation included.
     """
+
+    def __new__(cls, *args, **kwargs):
+        if cls is LoRAClassifier and kwargs.get("task_incremental") is True:
+            cls = TaskIncrementalLoRAClassifier
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -44,6 +67,7 @@ class LoRAClassifier(MultiTaskModule):
         init_logit: float = 0.5,
         tau: float = 1.0,
         initial_out_features: int = 2,
+        seed: Optional[int] = None,
     ):
         super().__init__()
         if not isinstance(backbone, nn.Module):
@@ -53,24 +77,40 @@ class LoRAClassifier(MultiTaskModule):
             or not math.isfinite(init_logit)
         ):
             raise ValueError(f"init_logit must be a finite number, got {init_logit!r}")
+        if not isinstance(task_incremental, bool):
+            raise TypeError(f"task_incremental must be True or False, got {task_incremental!r}")
+        if task_incremental != isinstance(self, MultiTaskModule):
+            raise TypeError(
+                f"{type(self).__name__} is {'not ' if task_incremental else ''}a MultiTaskModule "
+                f"but task_incremental={task_incremental}: subclass TaskIncrementalLoRAClassifier "
+                "for a task-incremental model, LoRAClassifier for a class-incremental one"
+            )
+        seed = check_seed(seed)
         gate = AdapterGate(tau)  # validates tau before the backbone is touched
         how, in_features = find_classifier(backbone, feature_dim)
         excluded = classifier_module_names(backbone, how)
+        replaced = classifier_parameters(backbone, how)
         layers = inject_lora(backbone, target_modules, rank, exclude=excluded)  # checks targets
         remove_classifier(backbone, how)
 
+        self.seed = default_seed() if seed is None else seed
         self.backbone = backbone
         self.head = head if head is not None else make_head(
-            in_features, task_incremental, initial_out_features
+            in_features, task_incremental, initial_out_features, seed=derive_seed(self.seed, "head")
         )
         for p in self.head.parameters():
             p.requires_grad_(True)
         self.gate = gate
         self.rank = rank
         self.init_logit = float(init_logit)
-        self.task_incremental = bool(task_incremental)
+        self.task_incremental = task_incremental
         self.lora_layer_names: List[str] = list(layers)
         self.pruned_adapters: List[str] = []
+        #: Whether earlier adapters' magnitudes train with each new one (set by the plugins).
+        self.train_past_magnitudes = True
+        #: ids of the backbone classifier's tensors the head replaced, by local name: a
+        #: user's optimizer built on the backbone holds them (its group is the head's).
+        self.replaced_classifier_ids: Dict[str, int] = {k: id(v) for k, v in replaced.items()}
         self._opened = 0
         self.register_load_state_dict_pre_hook(_rebuild_bank_for_loading)
 
@@ -94,18 +134,25 @@ class LoRAClassifier(MultiTaskModule):
         for layer in self.lora_layers().values():
             layer.gate_values = values
 
-    def forward(self, x: Tensor, task_labels: Optional[Tensor] = None) -> Tensor:
+    def features(self, x: Tensor) -> Tensor:
+        """The adapted backbone's output, with one gate sample for the whole minibatch.
+
+        The layers keep detached test-time gates afterwards: a sampled gate (part of the
+        autograd graph) left in them would make the model impossible to deep-copy, which
+        LwF and GDumb do.
+        """
         self._push_gate_values(self.gate.values())
-        features = self.backbone(x)
-        if isinstance(self.head, MultiTaskModule):
-            if task_labels is None:
-                raise ValueError("a task-incremental (multi-head) model needs task labels")
-            return self.head(features, task_labels)
-        return self.head(features)
+        try:
+            return self.backbone(x)
+        finally:
+            self._push_gate_values(self.gate.eval_values())
+
+    def forward(self, x: Tensor, task_labels: Optional[Tensor] = None) -> Tensor:
+        """Class-incremental: one head for every sample; ``task_labels`` are ignored."""
+        return self.head(self.features(x))
 
     def forward_single_task(self, x: Tensor, task_label: int) -> Tensor:
-        labels = torch.full((x.shape[0],), int(task_label), dtype=torch.long, device=x.device)
-        return self.forward(x, labels)
+        return self.forward(x)
 
     # ------------------------------------------------------------- bank lifecycle
     @property
@@ -117,14 +164,19 @@ class LoRAClassifier(MultiTaskModule):
     def candidate(self) -> Optional[str]:
         return self.gate.candidate
 
+    def _add_adapter_everywhere(self, name: str) -> None:
+        """One adapter in every wrapped layer, drawn from a generator of the model's own."""
+        generator = generator_for(self.seed, "adapter", name)
+        for layer in self.lora_layers().values():
+            layer.add_adapter(name, generator=generator)
+
     def open_candidate(self) -> str:
         """Add a new adapter to every wrapped layer, with its gate logit and magnitudes."""
         if self.gate.candidate is not None:
             raise RuntimeError(f"candidate {self.gate.candidate!r} is still open")
         self.unmerge()
         name = f"adapter_{self._opened}"
-        for layer in self.lora_layers().values():
-            layer.add_adapter(name)
+        self._add_adapter_everywhere(name)
         device = next(iter(self.lora_layers().values())).weight.device
         self.gate.add(name, self.init_logit, device=device)  # beside its adapters
         self.gate.logits[name].requires_grad_(False)
@@ -184,6 +236,56 @@ class LoRAClassifier(MultiTaskModule):
             if not head:
                 p.grad = None
 
+    def magnitude_phase(self, train_past_magnitudes: bool) -> None:
+        """The candidate, its magnitudes and the head train (and, if asked, earlier magnitudes)."""
+        self.train_past_magnitudes = bool(train_past_magnitudes)
+        self.set_trainable(
+            candidate_adapter=True,
+            candidate_magnitude=True,
+            past_magnitudes=self.train_past_magnitudes,
+            candidate_logit=False,
+            head=True,
+        )
+
+    def end_experience(self) -> None:
+        """What trains between experiences: the head and the magnitudes the next one trains.
+
+        Avalanche's regularisers (EWC, MAS, SI) take their importances after the
+        experience, by a backward pass through the model: that must reach what the next
+        experience trains, and something must still need a gradient at all.
+        """
+        self.gate.selecting = False
+        self.gate.last_candidate_value = None  # the last sampled gate holds an autograd graph
+        self._push_gate_values(self.gate.eval_values())
+        open_candidate = self.gate.candidate is not None
+        self.set_trainable(
+            candidate_adapter=open_candidate,
+            candidate_magnitude=open_candidate,
+            past_magnitudes=self.train_past_magnitudes,
+            candidate_logit=False,
+            head=True,
+        )
+
+    def optimizer_group_anchors(self, name: str) -> List[Union[str, int]]:
+        """Where a new tensor's optimizer group comes from (names in this model, or tensor ids).
+
+        The head joins the group of the backbone classifier it replaced, an adapter the
+        group of the weight it adapts, a gate logit the group of its adapter.
+        """
+        if name.startswith("head."):
+            suffix = name.rsplit(".", 1)[-1]
+            own = [self.replaced_classifier_ids[suffix]] if suffix in self.replaced_classifier_ids else []
+            return own + [i for k, i in self.replaced_classifier_ids.items() if k != suffix]
+        if ".adapters." in name:
+            return [name.split(".adapters.", 1)[0] + ".base.weight"]
+        if name.startswith("gate.logits.") and self.lora_layer_names:
+            adapter = name[len("gate.logits."):]
+            layer = self.lora_layers()[self.lora_layer_names[0]]
+            if adapter in layer.adapters:
+                key = next(iter(layer.adapters[adapter].A.keys()))
+                return [f"backbone.{self.lora_layer_names[0]}.adapters.{adapter}.A.{key}"]
+        return []
+
     # ------------------------------------------------------------------ merging
     @torch.no_grad()
     def merge(self) -> None:
@@ -238,12 +340,65 @@ class LoRAClassifier(MultiTaskModule):
             "pruned_adapters": list(self.pruned_adapters),
             "opened": self._opened,
             "candidate": self.gate.candidate,
+            "seed": int(self.seed),
         }
 
     def set_extra_state(self, state: dict) -> None:
         self.pruned_adapters = list(state["pruned_adapters"])
         self._opened = int(state["opened"])
         self.gate.candidate = state["candidate"]
+        self.seed = int(state.get("seed", self.seed))
+
+
+class TaskIncrementalLoRAClassifier(LoRAClassifier, MultiTaskModule):
+    """The task-incremental bank: a :class:`MultiTaskModule` with one head per task.
+
+    The bank is shared by every task, so the backbone runs once per minibatch and only the
+    head is chosen by task; ``task_labels=None`` returns every known task's output, as
+    Avalanche's ``MultiTaskModule`` does (LwF distils them all). A subclass that routes
+    samples through different adapters per task (``TaskRoutedLoRAClassifier``) overrides
+    :meth:`forward_single_task` and lets :meth:`forward` split the minibatch by task.
+    """
+
+    def _head_for(self, features: Tensor, task_label: int) -> Tensor:
+        if isinstance(self.head, MultiTaskModule):
+            return self.head.forward_single_task(features, int(task_label))
+        return self.head(features)
+
+    def forward(self, x: Tensor, task_labels: Optional[Tensor] = None):
+        if task_labels is None:
+            return self.forward_all_tasks(x)
+        features = self.features(x)
+        if isinstance(task_labels, int):
+            return self._head_for(features, task_labels)
+        if not isinstance(self.head, MultiTaskModule):
+            return self.head(features)
+        return self._by_task(features, task_labels)
+
+    def _by_task(self, features: Tensor, task_labels: Tensor) -> Tensor:
+        """Each sample through its task's head; a mixed minibatch padded to its widest head.
+
+        Avalanche pads with zeros to the widest head the model ever built, evaluation's
+        included, so a training loss would change with what was evaluated; here the
+        padding depends on the minibatch alone and is a masked logit, not a phantom class.
+        """
+        tasks = torch.unique(task_labels).tolist()
+        if len(tasks) == 1:
+            return self._head_for(features, tasks[0])
+        outs = {t: self._head_for(features[task_labels == t], t) for t in tasks}
+        width = max(o.shape[1] for o in outs.values())
+        fill = float(getattr(self.head, "mask_value", -1000))
+        out = features.new_full((features.shape[0], width), fill, dtype=next(iter(outs.values())).dtype)
+        for t, o in outs.items():
+            out[task_labels == t, : o.shape[1]] = o
+        return out
+
+    def forward_single_task(self, x: Tensor, task_label: int) -> Tensor:
+        return self._head_for(self.features(x), task_label)
+
+    def forward_all_tasks(self, x: Tensor) -> Dict[int, Tensor]:
+        features = self.features(x)
+        return {t: self._head_for(features, t) for t in sorted(self.known_train_tasks_labels)}
 
 
 def _rebuild_bank_for_loading(module: LoRAClassifier, state_dict, prefix, *args) -> None:
@@ -265,8 +420,7 @@ def _rebuild_bank_for_loading(module: LoRAClassifier, state_dict, prefix, *args)
     for name in names:
         if name in module.gate.logits:
             continue
-        for layer in module.lora_layers().values():
-            layer.add_adapter(name)
+        module._add_adapter_everywhere(name)  # the values are loaded next
         module.gate.add(name, module.init_logit)
     candidate = state_dict[prefix + "_extra_state"].get("candidate")
     for name in names:

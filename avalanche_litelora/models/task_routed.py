@@ -14,10 +14,10 @@ from typing import Dict, Optional
 import torch
 from torch import Tensor
 
-from avalanche_litelora.models.lora_classifier import LoRAClassifier
+from avalanche_litelora.models.lora_classifier import TaskIncrementalLoRAClassifier
 
 
-class TaskRoutedLoRAClassifier(LoRAClassifier):
+class TaskRoutedLoRAClassifier(TaskIncrementalLoRAClassifier):
     """A :class:`LoRAClassifier` whose forward pass opens, per sample, its task's adapter alone.
 
     ``task_adapters`` maps an Avalanche task label to the adapter trained for it; a task with

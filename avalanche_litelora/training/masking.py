@@ -1,8 +1,16 @@
-"""Restrict a class-incremental loss to the current experience's classes."""
+"""Class-incremental losses restricted to the classes each sample competes with.
+
+LiteLoRA (like SD-LoRA) trains a new experience's samples against that experience's
+classes only: a plain cross-entropy over a growing head pushes every earlier class's logit
+down on every new sample. A sample of an earlier class (a rehearsal buffer's, a
+generator's) has no place in that mask; it competes with every class seen so far, as in
+ER-ACE's asymmetric cross-entropy (Caccia et al., 2022). Each sample's own class is always
+allowed, so no sample ever has an infinite loss.
+"""
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -15,3 +23,67 @@ def keep_only_classes(logits: Tensor, classes: Iterable[int]) -> Tensor:
     index = index[index < logits.shape[-1]].to(logits.device)
     keep[index] = True
     return logits.masked_fill(~keep, float("-inf"))
+
+
+def _column_mask(classes: Iterable[int], width: int, device) -> Tensor:
+    keep = torch.zeros(width, dtype=torch.bool, device=device)
+    index = torch.as_tensor(sorted(set(int(c) for c in classes)), dtype=torch.long)
+    keep[index[index < width].to(device)] = True
+    return keep
+
+
+def restrict_per_sample(
+    logits: Tensor, targets: Tensor, current: Iterable[int], seen: Iterable[int]
+) -> Tensor:
+    """-inf outside each sample's competitors: the current classes for a sample of one of
+    them, every class in ``seen`` for any other sample; its own class always."""
+    width = logits.shape[-1]
+    current_mask = _column_mask(current, width, logits.device)
+    seen_mask = _column_mask(seen, width, logits.device) | current_mask
+    targets = targets.to(logits.device).long()
+    in_range = (targets >= 0) & (targets < width)
+    is_current = torch.zeros_like(targets, dtype=torch.bool)
+    is_current[in_range] = current_mask[targets[in_range]]
+    keep = torch.where(is_current[:, None], current_mask[None, :], seen_mask[None, :]).clone()
+    rows = torch.nonzero(in_range, as_tuple=True)[0]
+    keep[rows, targets[rows]] = True
+    return logits.masked_fill(~keep, float("-inf"))
+
+
+class ClassRestrictedLoss:
+    """A criterion that restricts the logits per sample (:func:`restrict_per_sample`) first.
+
+    It wraps the strategy's own criterion while the strategy trains, so everything that
+    computes the training loss through ``strategy._criterion`` (the training loop, the
+    selection phase, EWC's and RWalk's importances) gets the same loss, while
+    ``strategy.mb_output`` stays the model's raw output for the plugins that read it
+    (LwF's distillation, training accuracy). With ``enabled`` off (evaluation) or before
+    an experience set the classes, it is the wrapped criterion.
+    """
+
+    def __init__(self, criterion: Callable[[Tensor, Tensor], Tensor]):
+        self.criterion = criterion
+        self.current: Optional[Sequence[int]] = None
+        self.seen: Sequence[int] = ()
+        self.enabled = True
+
+    def set_classes(self, current: Iterable[int], seen: Iterable[int]) -> None:
+        self.current = sorted({int(c) for c in current})
+        self.seen = sorted({int(c) for c in seen})
+
+    def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
+        if self.enabled and self.current is not None and logits.dim() == 2:
+            logits = restrict_per_sample(logits, targets, self.current, self.seen)
+        return self.criterion(logits, targets)
+
+    def __getattr__(self, name: str) -> Any:
+        """Settings of the wrapped criterion (MIR sets ``reduction``) read through."""
+        if name == "criterion":
+            raise AttributeError(name)
+        return getattr(self.criterion, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("criterion", "current", "seen", "enabled"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.criterion, name, value)

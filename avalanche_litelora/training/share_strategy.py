@@ -11,8 +11,10 @@ from torch.nn import CrossEntropyLoss
 from torch.optim import Optimizer
 
 from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
+from avalanche_litelora.models.heads import classifier_parameters, find_classifier
 from avalanche_litelora.share.model import MergeReport, ShareClassifier
 from avalanche_litelora.training.checkpoint import CheckpointMixin
+from avalanche_litelora.training.compatibility import check_plugins
 from avalanche_litelora.training.distributed import RankSafeTemplateMixin, refuse_unsupported_plugins
 from avalanche_litelora.training.plugins.share import (
     ShareGuardPlugin,
@@ -80,9 +82,12 @@ class ShareStrategy(CheckpointMixin, RankSafeTemplateMixin, SupervisedTemplate):
             **base_kwargs,
         )
         refuse_unsupported_plugins(self.plugins)  # under torchrun; the backbone is untouched
+        check_plugins(self.plugins, model, "ShareStrategy")  # the backbone is still untouched
         if isinstance(model, ShareClassifier):
             self.model = model
         else:
+            how, _ = find_classifier(model, feature_dim)
+            replaced = {k: id(v) for k, v in classifier_parameters(model, how).items()}
             self.model = ShareClassifier(
                 model,
                 rank=rank,
@@ -90,6 +95,8 @@ class ShareStrategy(CheckpointMixin, RankSafeTemplateMixin, SupervisedTemplate):
                 feature_dim=feature_dim,
                 unknown_task=unknown_task,
             )
+            # the head joins the optimizer group of the classifier it replaced
+            self.model.replaced_classifier_ids = replaced
 
     # Read-outs, straight from the model.
     @property

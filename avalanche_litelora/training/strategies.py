@@ -18,6 +18,7 @@ from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
 from avalanche_litelora.models.lora_classifier import LoRAClassifier
 from avalanche_litelora.models.task_routed import TaskRoutedLoRAClassifier
 from avalanche_litelora.training.checkpoint import CheckpointMixin
+from avalanche_litelora.training.compatibility import check_plugins
 from avalanche_litelora.training.distributed import RankSafeTemplateMixin, refuse_unsupported_plugins
 from avalanche_litelora.training.plugins import (
     BankGuardPlugin,
@@ -98,6 +99,7 @@ class _LoRABankStrategy(CheckpointMixin, RankSafeTemplateMixin, SupervisedTempla
             **base_kwargs,
         )
         refuse_unsupported_plugins(self.plugins)  # under torchrun; the backbone is untouched
+        check_plugins(self.plugins, model, type(self).__name__)  # the backbone is still untouched
         if isinstance(model, self.model_class):
             self.model = model
         else:

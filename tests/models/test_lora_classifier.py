@@ -1,5 +1,6 @@
 import pytest
 import torch
+from avalanche.models import MultiTaskModule
 from avalanche.models.utils import avalanche_model_adaptation
 from torch import nn
 
@@ -79,10 +80,22 @@ def test_state_dict_round_trip_into_a_fresh_model(task_incremental, tmp_path):
     assert not any(p.requires_grad for n, p in fresh.named_parameters() if ".adapters." in n)
 
 
-def test_multi_head_needs_task_labels():
+def test_multi_head_without_task_labels_answers_for_every_known_task():
+    """What Avalanche's MultiTaskModule returns (LwF distils every head from it)."""
     model, bm = _trained_model(task_incremental=True)
-    with pytest.raises(ValueError, match="task labels"):
-        model(torch.zeros(2, 1, 8, 8))
+    x = torch.zeros(2, 1, 8, 8)
+    out = model(x)
+    assert isinstance(model, MultiTaskModule) and sorted(out) == [0, 1]
+    for task, logits in out.items():  # a labelled call pads every task to the widest head
+        routed = model(x, torch.full((2,), task))
+        assert torch.equal(logits, routed[:, : logits.shape[1]])
+
+
+def test_class_incremental_model_is_a_plain_module_that_ignores_task_labels():
+    model, bm = _trained_model(task_incremental=False)
+    x = torch.zeros(2, 1, 8, 8)
+    assert not isinstance(model, MultiTaskModule) and isinstance(model, LoRAClassifier)
+    assert torch.equal(model(x), model(x, torch.tensor([3, 4])))
 
 
 def test_bad_construction_leaves_backbone_untouched():

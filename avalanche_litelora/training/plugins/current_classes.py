@@ -1,28 +1,58 @@
-"""Class-incremental cross-entropy on the current experience's classes only."""
+"""Class-incremental cross-entropy on the current classes, right for every sample.
+
+A sample of the current experience competes with the experience's classes only (the
+paper's loss); a sample of an earlier class, which rehearsal (``ReplayPlugin``,
+``GDumbPlugin``, generative replay) puts in the minibatch, with every class seen so far.
+See :mod:`avalanche_litelora.training.masking` for why.
+"""
 
 from __future__ import annotations
 
 import warnings
+from typing import List
 
+from avalanche.benchmarks import OnlineCLExperience
 from avalanche.core import SupervisedPlugin
 
-from avalanche_litelora.training.masking import keep_only_classes
+from avalanche_litelora.training.masking import ClassRestrictedLoss
 
 
 class SingleClassExperienceWarning(UserWarning):
     """An experience with one class gives the current-classes loss nothing to separate."""
 
 
-class CurrentClassesLossPlugin(SupervisedPlugin, supports_distributed=True):
-    """Masks the logits of every class not in the current experience during training.
+def experience_classes(experience) -> List[int]:
+    """The classes of the whole experience (of the origin experience, on an online stream)."""
+    if isinstance(experience, OnlineCLExperience) and experience.access_task_boundaries:
+        experience = experience.origin_experience
+    return sorted(int(c) for c in experience.classes_in_this_experience)
 
-    With a growing head, a plain cross-entropy pushes the old classes' logits down on
-    every new-class sample; LiteLoRA (like its SD-LoRA base) trains on the new classes only.
+
+class CurrentClassesLossPlugin(SupervisedPlugin, supports_distributed=True):
+    """Wraps the strategy's criterion in a :class:`ClassRestrictedLoss` while it trains.
+
+    The wrapping lasts one ``train()`` call (evaluation inside it uses the plain
+    criterion), so the strategy's configuration, checkpoints included, keeps the user's
+    criterion. :attr:`seen_classes` grows with every training experience.
     """
 
+    def __init__(self):
+        super().__init__()
+        #: Every class a training experience has held so far, sorted.
+        self.seen_classes: List[int] = []
+        self._enabled_before_eval = True
+
+    def _loss(self, strategy) -> ClassRestrictedLoss:
+        if not isinstance(strategy._criterion, ClassRestrictedLoss):
+            strategy._criterion = ClassRestrictedLoss(strategy._criterion)
+        return strategy._criterion
+
+    def before_training(self, strategy, **kwargs):
+        self._loss(strategy)
+
     def before_training_exp(self, strategy, **kwargs):
-        classes = strategy.experience.classes_in_this_experience
-        if len(classes) == 1:
+        classes = experience_classes(strategy.experience)
+        if len(classes) == 1 and not isinstance(strategy.experience, OnlineCLExperience):
             warnings.warn(
                 f"experience {strategy.experience.current_experience} holds the single class "
                 f"{classes[0]}: cross-entropy on the current classes only is zero, so nothing "
@@ -31,7 +61,30 @@ class CurrentClassesLossPlugin(SupervisedPlugin, supports_distributed=True):
                 SingleClassExperienceWarning,
                 stacklevel=2,
             )
+        self.seen_classes = sorted(set(self.seen_classes) | set(classes))
+        loss = self._loss(strategy)
+        loss.set_classes(classes, self.seen_classes)
+        loss.enabled = True
 
-    def after_forward(self, strategy, **kwargs):
-        classes = strategy.experience.classes_in_this_experience
-        strategy.mb_output = keep_only_classes(strategy.mb_output, classes)
+    def before_eval(self, strategy, **kwargs):
+        if isinstance(strategy._criterion, ClassRestrictedLoss):
+            self._enabled_before_eval = strategy._criterion.enabled
+            strategy._criterion.enabled = False
+
+    def after_eval(self, strategy, **kwargs):
+        if isinstance(strategy._criterion, ClassRestrictedLoss):
+            strategy._criterion.enabled = self._enabled_before_eval
+
+    def after_training(self, strategy, **kwargs):
+        self.abort_experience(strategy)
+
+    def abort_experience(self, strategy) -> None:
+        """Give the strategy back the user's criterion (also when an experience fails)."""
+        if isinstance(strategy._criterion, ClassRestrictedLoss):
+            strategy._criterion = strategy._criterion.criterion
+
+    def checkpoint_state(self) -> dict:
+        return {"seen_classes": list(self.seen_classes)}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self.seen_classes = [int(c) for c in state["seen_classes"]]

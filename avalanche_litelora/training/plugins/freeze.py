@@ -3,26 +3,33 @@
 from __future__ import annotations
 
 from avalanche.core import SupervisedPlugin
+from avalanche.training.utils import _at_task_boundary
 
 from avalanche_litelora.training.plugins._access import lora_model
 
 
 class FreezeBankPlugin(SupervisedPlugin, supports_distributed=True):
-    """Freezes the kept candidate (adapter, magnitude-form switch, logit).
+    """Freezes the kept candidate (adapter, magnitude-form switch, logit), then hands the
+    model back with what trains between experiences: the head and the magnitudes the next
+    experience trains (:meth:`~avalanche_litelora.LoRAClassifier.end_experience`).
 
-    Its optimizer state (momentum of A and B, the logit's moments) is dropped: it
-    could only ever move a frozen tensor.
+    Regularisation plugins that follow (EWC, MAS, SI) compute their importances from
+    there; the frozen adapter's optimizer state (momentum of A and B, the logit's
+    moments) is dropped: it could only ever move a frozen tensor. On an online stream the
+    bank is frozen once, at the end of the experience's last sub-experience.
     """
 
     def after_training_exp(self, strategy, **kwargs):
+        if not _at_task_boundary(strategy.experience, before=False):
+            return
         model = lora_model(strategy)
         name = model.candidate
-        if name is None:
-            return
-        model.freeze(name)
-        frozen = [model.gate.logits[name]]
-        for layer in model.lora_layers().values():
-            adapter = layer.adapters[name]
-            frozen += list(adapter.A.values()) + list(adapter.B.values())
-        for p in frozen:
-            strategy.optimizer.state.pop(p, None)
+        if name is not None:
+            model.freeze(name)
+            frozen = [model.gate.logits[name]]
+            for layer in model.lora_layers().values():
+                adapter = layer.adapters[name]
+                frozen += list(adapter.A.values()) + list(adapter.B.values())
+            for p in frozen:
+                strategy.optimizer.state.pop(p, None)
+        model.end_experience()

@@ -1,15 +1,26 @@
-"""Refuse what would corrupt the bank: a head too small, a non-finite loss."""
+"""Refuse what would corrupt the bank; keep evaluation from changing training.
+
+A head too small, an empty experience, a stream the bank cannot follow (an online stream
+without experience boundaries, a task-incremental bank without task labels) are refused
+before the bank changes; a non-finite loss restores it. Evaluation draws random numbers
+(every data loader does), so the global generators are put back after it: a run's
+weights must not depend on whether, or how often, it evaluated.
+"""
 
 from __future__ import annotations
 
-import math
+from typing import List, Optional
 
 import torch
+from avalanche.benchmarks import OnlineCLExperience
 from avalanche.core import SupervisedPlugin
+from avalanche.models import MultiTaskModule
 
 from avalanche_litelora.models.heads import head_capacity
+from avalanche_litelora.training.checkpoint import capture_rng_state, restore_rng_state
 from avalanche_litelora.training.distributed import any_rank, make_optimizer
 from avalanche_litelora.training.plugins._access import lora_model
+from avalanche_litelora.training.plugins.current_classes import experience_classes
 
 
 def _bank_keys(key: str) -> bool:
@@ -17,7 +28,36 @@ def _bank_keys(key: str) -> bool:
     return ".adapters." in key or key.startswith(("gate.", "head.")) or key == "_extra_state"
 
 
-class BankGuardPlugin(SupervisedPlugin, supports_distributed=True):
+def check_stream_fits(experience, model, method: str) -> None:
+    """Refuse, with the reason, an experience whose stream the model cannot follow."""
+    if isinstance(experience, OnlineCLExperience) and not experience.access_task_boundaries:
+        raise ValueError(
+            f"{method} opens one adapter per experience and needs to know where experiences "
+            "end: build the online stream with split_online_stream(..., "
+            "access_task_boundaries=True)"
+        )
+    if isinstance(model, MultiTaskModule) and not hasattr(experience, "task_labels"):
+        raise ValueError(
+            f"a task-incremental model needs task labels, and experience "
+            f"{getattr(experience, 'current_experience', '?')} has none (Avalanche's "
+            "class_incremental_benchmark streams carry none): use task_incremental=False, or a "
+            "benchmark with task labels"
+        )
+
+
+class EvalLeavesTrainingAlone:
+    """Mixin for a plugin: the global RNG state after an evaluation is the one before it."""
+
+    def before_eval(self, strategy, **kwargs):
+        self._rng_before_eval: List[dict] = getattr(self, "_rng_before_eval", [])
+        self._rng_before_eval.append(capture_rng_state())
+
+    def after_eval(self, strategy, **kwargs):
+        if getattr(self, "_rng_before_eval", None):
+            restore_rng_state(self._rng_before_eval.pop())
+
+
+class BankGuardPlugin(EvalLeavesTrainingAlone, SupervisedPlugin, supports_distributed=True):
     """Checks each experience before the bank changes and restores it on a non-finite loss.
 
     Put it first in the plugin list: it snapshots the bank before the candidate opens.
@@ -25,30 +65,44 @@ class BankGuardPlugin(SupervisedPlugin, supports_distributed=True):
 
     def __init__(self):
         super().__init__()
-        self._snapshot = None
+        self._snapshot: Optional[dict] = None
+
+    def _take_snapshot(self, strategy) -> None:
+        if self._snapshot is None:
+            self._snapshot = {
+                k: (v.detach().clone() if torch.is_tensor(v) else v)
+                for k, v in lora_model(strategy).state_dict().items()
+                if _bank_keys(k)
+            }
+
+    def before_training(self, strategy, **kwargs):
+        self._take_snapshot(strategy)
 
     def before_train_dataset_adaptation(self, strategy, **kwargs):
         """An empty experience would open an adapter that nothing trains: refuse it first."""
-        if len(strategy.experience.dataset) == 0:
-            raise ValueError(
-                f"experience {strategy.experience.current_experience} has no training "
-                "samples: there is nothing to train its adapter on; leave it out of the stream"
-            )
+        self._take_snapshot(strategy)
+        experience = strategy.experience
+        try:
+            check_stream_fits(experience, lora_model(strategy), "LiteLoRA's bank")
+            if len(experience.dataset) == 0:
+                raise ValueError(
+                    f"experience {experience.current_experience} has no training "
+                    "samples: there is nothing to train its adapter on; leave it out of the stream"
+                )
+        except ValueError:
+            self._restore(strategy)
+            raise
 
     def before_training_exp(self, strategy, **kwargs):
         model = lora_model(strategy)
-        classes = strategy.experience.classes_in_this_experience
+        classes = experience_classes(strategy.experience)
         capacity = head_capacity(model.head)
         if capacity is not None and classes and max(classes) >= capacity:
+            self._restore(strategy)
             raise ValueError(
                 f"experience {strategy.experience.current_experience} has class "
                 f"{max(classes)} but the head holds only {capacity} classes"
             )
-        self._snapshot = {
-            k: (v.detach().clone() if torch.is_tensor(v) else v)
-            for k, v in model.state_dict().items()
-            if _bank_keys(k)
-        }
 
     def before_update(self, strategy, **kwargs):
         """After every plugin has shaped the loss and before any weight moves."""
@@ -66,11 +120,11 @@ class BankGuardPlugin(SupervisedPlugin, supports_distributed=True):
 
     def _restore(self, strategy) -> None:
         model = lora_model(strategy)
-        if self._snapshot is None:
-            return
         for plugin in strategy.plugins:  # e.g. the selection phase hands back the optimizer
             if plugin is not self and hasattr(plugin, "abort_experience"):
                 plugin.abort_experience(strategy)
+        if self._snapshot is None:
+            return
         model.gate.selecting = False
         model.load_state_dict(self._snapshot, strict=False)
         make_optimizer(strategy, remove_params=True)

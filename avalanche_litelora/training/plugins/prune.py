@@ -9,6 +9,7 @@ import numbers
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.models.utils import avalanche_forward
+from avalanche.training.utils import _at_task_boundary
 from torch.nn import functional as F
 
 from avalanche_litelora.training.distributed import (
@@ -19,6 +20,7 @@ from avalanche_litelora.training.distributed import (
 )
 from avalanche_litelora.training.masking import keep_only_classes
 from avalanche_litelora.training.plugins._access import lora_model
+from avalanche_litelora.training.plugins.current_classes import experience_classes
 
 
 class PruneClosedCandidatePlugin(SupervisedPlugin, supports_distributed=True):
@@ -26,8 +28,8 @@ class PruneClosedCandidatePlugin(SupervisedPlugin, supports_distributed=True):
 
     The head rows of the current classes were trained together with the candidate; once
     it is gone they are refit for ``refit_steps`` minibatches on the reused bank (the
-    reference code skips this). Only the current classes' rows get gradient, so earlier
-    classes are untouched. Under torchrun the decision is rank 0's, broadcast with its
+    reference code skips this). Class-incremental, only the current classes' samples (not
+    a rehearsal buffer's) and rows take part, so earlier classes are untouched. Under torchrun the decision is rank 0's, broadcast with its
     bank, so every rank keeps or prunes the same adapter.
     """
 
@@ -47,6 +49,8 @@ class PruneClosedCandidatePlugin(SupervisedPlugin, supports_distributed=True):
         self.decisions = []
 
     def after_training_exp(self, strategy, **kwargs):
+        if not _at_task_boundary(strategy.experience, before=False):
+            return  # an online stream decides once, after its last sub-experience
         model = lora_model(strategy)
         name = model.candidate
         if name is None or len(model.adapter_names) < 2:
@@ -72,12 +76,17 @@ class PruneClosedCandidatePlugin(SupervisedPlugin, supports_distributed=True):
         params = [p for p in model.head.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(params, lr=self.refit_lr, momentum=0.9)
         wrap_for_training(strategy)  # the head alone trains now
-        classes = strategy.experience.classes_in_this_experience
+        classes = experience_classes(strategy.experience)
         was_training = model.training
         model.train()
         batches = itertools.cycle(strategy.dataloader) if len(strategy.dataloader) else []
         for mbatch in itertools.islice(batches, self.refit_steps):
             x, y, t = (v.to(strategy.device) for v in (mbatch[0], mbatch[1], mbatch[-1]))
+            if self.class_incremental:  # the current classes' samples only (not replayed ones)
+                own = torch.isin(y, torch.as_tensor(classes, device=y.device))
+                if not bool(own.any()):
+                    continue
+                x, y, t = x[own], y[own], t[own]
             logits = avalanche_forward(strategy.model, x, t)
             if self.class_incremental:
                 logits = keep_only_classes(logits, classes)

@@ -10,8 +10,10 @@ from typing import Iterator, Optional
 
 import torch
 from avalanche.core import SupervisedPlugin
+from avalanche.training.utils import _at_task_boundary
 
 from avalanche_litelora.lora.gate import GATE_NOISES
+from avalanche_litelora.training.compatibility import runs_during_selection
 from avalanche_litelora.training.distributed import wrap_for_training
 from avalanche_litelora.training.plugins._access import lora_model
 
@@ -163,6 +165,8 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
             )
 
     def after_training_exp(self, strategy, **kwargs):
+        if not _at_task_boundary(strategy.experience, before=False):
+            return  # an online stream selects once, after the experience's last sub-experience
         model = lora_model(strategy)
         self._last_steps = 0
         if model.candidate is None or not any(n != model.candidate for n in model.adapter_names):
@@ -192,6 +196,8 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
         self.warn_if_short(steps, float(logit.detach()))
         self._warn_if_lambda_decides_alone(strategy)
         self._saved = (strategy.optimizer, strategy.dataloader, strategy._stop_training)
+        self._saved_plugins = strategy.plugins
+        strategy.plugins = runs_during_selection(strategy)
         strategy.optimizer = torch.optim.AdamW([logit], lr=self.selection_lr, weight_decay=0.0)
         strategy.dataloader = SelectionBatches(strategy.dataloader, self.selection_mb_size, steps)
         strategy._stop_training = False  # early stopping ends the epochs, never this phase
@@ -209,6 +215,7 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
         if not self.selecting:
             return
         strategy.optimizer, strategy.dataloader, strategy._stop_training = self._saved
+        strategy.plugins = self._saved_plugins
         self._saved = None
         model = lora_model(strategy)
         model.gate.selecting = False

@@ -9,15 +9,19 @@ every rank together, and the merged subspace is rank 0's on every rank.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional, Union
 
 import torch
 from avalanche.core import SupervisedPlugin
+from avalanche.training.utils import _at_task_boundary
 
 from avalanche_litelora.models.heads import head_capacity
 from avalanche_litelora.share.basis import validate_basis_choice
 from avalanche_litelora.share.model import ShareClassifier, check_positive_int
+from avalanche_litelora.training.optimizer_groups import place_new_parameters
 from avalanche_litelora.training.plugins._access import model_of_type
+from avalanche_litelora.training.plugins.current_classes import experience_classes
+from avalanche_litelora.training.plugins.guards import EvalLeavesTrainingAlone, check_stream_fits
 from avalanche_litelora.training.distributed import (
     any_rank,
     broadcast_state_,
@@ -32,6 +36,28 @@ def share_model(strategy) -> ShareClassifier:
     return model_of_type(strategy, ShareClassifier, "Share")
 
 
+def share_group_anchors(model: ShareClassifier):
+    """Optimizer-group anchors of Share's new tensors (see ``optimizer_groups``): the head
+    joins the classifier it replaced, a layer's coefficients and vectors its weight."""
+    replaced = getattr(model, "replaced_classifier_ids", {})
+
+    def anchors(name: str) -> List[Union[str, int]]:
+        if name.startswith("head."):
+            suffix = name.rsplit(".", 1)[-1]
+            return [replaced[suffix]] if suffix in replaced else list(replaced.values())
+        for marker in (".adapters.", ".basis_", ".extra_"):
+            if marker in name:
+                return [name.split(marker, 1)[0] + ".base.weight"]
+        return []
+
+    return anchors
+
+
+def _place(strategy) -> None:
+    model = share_model(strategy)
+    place_new_parameters(strategy.optimizer, model, share_group_anchors(model))
+
+
 def _subspace_keys(key: str) -> bool:
     """State entries training may change: coefficients, bases, head, Share metadata."""
     return (
@@ -43,11 +69,12 @@ def _subspace_keys(key: str) -> bool:
     )
 
 
-class ShareGuardPlugin(SupervisedPlugin, supports_distributed=True):
+class ShareGuardPlugin(EvalLeavesTrainingAlone, SupervisedPlugin, supports_distributed=True):
     """Checks each experience before the subspace changes; restores it on a non-finite loss.
 
     Put it first: it snapshots the model before the task's coefficients open. Under
-    torchrun a non-finite loss on any rank stops every rank at the same step.
+    torchrun a non-finite loss on any rank stops every rank at the same step. The global
+    RNG state after an evaluation is the one before it, as for the LoRA strategies.
     """
 
     def __init__(self):
@@ -59,7 +86,7 @@ class ShareGuardPlugin(SupervisedPlugin, supports_distributed=True):
         experience = strategy.experience
         if not list(experience.task_labels):
             raise ValueError(f"experience {experience.current_experience} has no task label")
-        classes = experience.classes_in_this_experience
+        classes = experience_classes(experience)
         capacity = head_capacity(model.head)
         if capacity is not None and classes and max(classes) >= capacity:
             raise ValueError(
@@ -110,8 +137,11 @@ class ShareOpenTaskPlugin(SupervisedPlugin, supports_distributed=True):
         self.temporary_vectors = check_positive_int(temporary_vectors, "temporary_vectors")
 
     def before_train_dataset_adaptation(self, strategy, **kwargs):
-        """Avalanche's head growth and optimizer update then see the plain model's names."""
+        """Avalanche's head growth and optimizer update then see the plain model's names,
+        and the head built by the strategy has its place in the user's optimizer."""
         unwrap_model(strategy)
+        check_stream_fits(strategy.experience, share_model(strategy), "Share")
+        _place(strategy)
 
     def before_training_exp(self, strategy, **kwargs):
         model = share_model(strategy)
@@ -121,6 +151,7 @@ class ShareOpenTaskPlugin(SupervisedPlugin, supports_distributed=True):
             temporary_vectors=self.temporary_vectors,
         )
         model.set_trainable(names)
+        _place(strategy)
         make_optimizer(strategy, reset_optimizer_state=True)
         wrap_for_training(strategy)
 
@@ -145,6 +176,8 @@ class ShareMergePlugin(SupervisedPlugin, supports_distributed=True):
         self.k = k
 
     def after_training_exp(self, strategy, **kwargs):
+        if not _at_task_boundary(strategy.experience, before=False):
+            return  # an online stream merges once, after its experience's last sub-experience
         model = share_model(strategy)
         model.merge_subspace(explained_variance=self.explained_variance, k=self.k)
         broadcast_state_(model, _subspace_keys)

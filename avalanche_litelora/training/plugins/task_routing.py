@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from avalanche_litelora.training.plugins._access import lora_model
 from avalanche_litelora.training.plugins.candidate import OpenCandidatePlugin
 
 
@@ -15,11 +14,12 @@ class OpenTaskAdapterPlugin(OpenCandidatePlugin):
     def __init__(self):
         super().__init__(train_past_magnitudes=False)
 
-    def before_training_exp(self, strategy, **kwargs):
-        model = lora_model(strategy)
-        task = int(strategy.experience.task_label)
+    def open_for(self, model, experience) -> None:
+        if experience is None:
+            return  # the task is known once Avalanche names the experience
+        task = int(experience.task_label)
         known = model.task_adapters.get(task)
         if known is not None and model.candidate is None:
             model.gate.candidate = known  # the base plugin then trains it instead of opening one
-        super().before_training_exp(strategy, **kwargs)
+        super().open_for(model, experience)
         model.task_adapters[task] = model.candidate

@@ -1,0 +1,246 @@
+"""The LoRA strategies with the plugins Avalanche users combine them with, beside Naive.
+
+Each row of the README's compatibility table is one of these tests: the same tiny backbone
+and stream, Naive as the reference, and the behaviour that matters asserted for each.
+"""
+
+import pytest
+import torch
+from avalanche.training.plugins import (
+    CWRStarPlugin,
+    EarlyStoppingPlugin,
+    EWCPlugin,
+    FromScratchTrainingPlugin,
+    GDumbPlugin,
+    LRSchedulerPlugin,
+    LwFPlugin,
+    MASPlugin,
+    ReplayPlugin,
+    RWalkPlugin,
+    SynapticIntelligencePlugin,
+)
+from avalanche.training.storage_policy import (
+    ClassBalancedBuffer,
+    ParametricBuffer,
+    ReservoirSamplingBuffer,
+)
+
+from avalanche.core import SupervisedPlugin
+
+from avalanche_litelora import LiteLoRAStrategy, PerTaskLoRAStrategy, ShareStrategy
+from avalanche_litelora.training.compatibility import IncompatiblePluginError
+from builders import MLP_TARGETS, sgd, tiny_mlp
+from compat_runs import CI_KINDS, TI_KINDS, TargetsSeen, TermProbe, build, train_on
+
+REPLAY_POLICIES = {
+    "experience-balanced": lambda: ReplayPlugin(mem_size=60),
+    "class-balanced": lambda: ReplayPlugin(mem_size=60, storage_policy=ClassBalancedBuffer(60)),
+    "reservoir": lambda: ReplayPlugin(mem_size=60, storage_policy=ReservoirSamplingBuffer(60)),
+    "parametric": lambda: ReplayPlugin(mem_size=60, storage_policy=ParametricBuffer(60, groupby="class")),
+}
+
+
+def _cases(kinds, names, everywhere):
+    """Every name for LiteLoRA, only ``everywhere`` for the other kinds (time)."""
+    return [(k, n) for k in kinds for n in names if k == "litelora" or n in everywhere]
+
+
+@pytest.mark.parametrize("kind,policy", _cases(CI_KINDS, REPLAY_POLICIES, ["experience-balanced"]))
+def test_replayed_classes_reach_training_and_the_selection_phase(kind, policy, ci_benchmark):
+    probe = TargetsSeen()
+    strategy = build(kind, plugins=[REPLAY_POLICIES[policy](), probe])
+    stream = list(ci_benchmark.train_stream)[:2]
+    train_on(strategy, stream)  # a replayed sample's loss is finite, or the guard stops here
+    old = set(stream[0].classes_in_this_experience)
+    assert old <= probe.seen[(1, "train")]
+    if kind == "litelora":
+        assert old <= probe.seen[(1, "selection")]
+        assert strategy.model.candidate is None and strategy.model.adapter_names[0] == "adapter_0"
+
+
+@pytest.mark.parametrize("kind", CI_KINDS)
+def test_gdumb_trains_on_its_buffer_from_the_initial_model(kind, ci_benchmark):
+    probe = TargetsSeen()
+    strategy = build(kind, plugins=[GDumbPlugin(mem_size=60), probe])
+    stream = list(ci_benchmark.train_stream)[:2]
+    train_on(strategy, stream)
+    assert set(stream[0].classes_in_this_experience) <= probe.seen[(1, "train")]
+    if kind != "naive":  # GDumb restarts from the initial model: one adapter, the first
+        assert strategy.model.adapter_names == ["adapter_0"]
+
+
+@pytest.mark.parametrize("kind", TI_KINDS)
+def test_replay_task_incremental(kind, ti_benchmark):
+    probe = TargetsSeen()
+    strategy = build(kind, task_incremental=True, plugins=[ReplayPlugin(mem_size=60), probe])
+    stream = list(ti_benchmark.train_stream)[:2]
+    train_on(strategy, stream)
+    assert set(stream[0].classes_in_this_experience) <= probe.seen[(1, "train")]
+
+
+REGULARISERS = {
+    "ewc": lambda: EWCPlugin(ewc_lambda=10.0),
+    "mas": lambda: MASPlugin(lambda_reg=0.1),
+    "si": lambda: SynapticIntelligencePlugin(si_lambda=1.0),
+    "rwalk": lambda: RWalkPlugin(ewc_lambda=10.0),
+    "lwf": lambda: LwFPlugin(alpha=1.0),
+}
+
+
+def _terms(kind, name, benchmark, task_incremental=False) -> torch.Tensor:
+    probe = TermProbe()
+    strategy = build(kind, task_incremental=task_incremental, plugins=probe.around(REGULARISERS[name]()))
+    train_on(strategy, list(benchmark.train_stream)[:2])
+    terms = torch.tensor(probe.terms)
+    assert len(terms) > 0 and torch.isfinite(terms).all()
+    return terms
+
+
+@pytest.mark.parametrize("kind,name", _cases(CI_KINDS, [n for n in REGULARISERS if n != "si"], REGULARISERS))
+def test_regularisers_add_a_finite_nonzero_term_class_incremental(kind, name, ci_benchmark):
+    terms = _terms(kind, name, ci_benchmark)
+    assert terms.abs().max() > 0, f"{name} added nothing to the second experience's loss"
+
+
+@pytest.mark.parametrize("kind,name", [(k, n) for k in CI_KINDS for n in ("ewc", "lwf")])
+def test_regularisers_add_a_finite_nonzero_term_task_incremental(kind, name, ti_benchmark):
+    assert _terms(kind, name, ti_benchmark, task_incremental=True).abs().max() > 0
+
+
+@pytest.mark.parametrize("kind", CI_KINDS)
+def test_si_runs_but_avalanche_06_measures_no_trajectory_on_cpu(kind, ci_benchmark):
+    """SI runs beside the bank (its tensors are registered before they train); its penalty
+    is zero for Naive too on CPU: Avalanche 0.6 stores ``param.detach().cpu()``, a view of
+    the weights themselves on CPU, so "before" and "after" an update never differ."""
+    terms = _terms(kind, "si", ci_benchmark)
+    assert torch.equal(terms, torch.zeros_like(terms))
+
+
+def test_ewc_has_nothing_to_protect_under_share(ti_benchmark):
+    """Share trains only the new task's coefficients, vectors and head: every tensor EWC saved
+    stays put, so its penalty is exactly zero (and finite)."""
+    terms = _terms("share", "ewc", ti_benchmark, True)
+    assert torch.equal(terms, torch.zeros_like(terms))
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
+    "ShareClassifier.forward(x, None) raises instead of returning every task's output as a "
+    "MultiTaskModule does (LwF distils all heads through it); share/model.py is not this issue's"
+))
+def test_lwf_distils_every_head_under_share(ti_benchmark):
+    assert _terms("share", "lwf", ti_benchmark, True).abs().max() > 0
+
+
+def test_rwalk_cannot_follow_a_new_task_head_even_with_naive(ti_benchmark):
+    """Why the table's task-incremental RWalk cells are empty: RWalk records every
+    parameter when training starts, and a multi-head model adds a head per task."""
+    strategy = build("naive", task_incremental=True, plugins=[RWalkPlugin()])
+    with pytest.raises(KeyError, match="classifiers.1"):
+        train_on(strategy, list(ti_benchmark.train_stream)[:2])
+
+
+@pytest.mark.parametrize("kind", CI_KINDS)
+def test_early_stopping_cuts_the_epochs_but_never_the_selection_phase(kind, ci_benchmark):
+    stream = list(ci_benchmark.train_stream)[:2]
+    # "min" on accuracy: it stops as soon as accuracy fails to fall, i.e. after one epoch
+    stopper = EarlyStoppingPlugin(patience=1, val_stream_name="train_stream", mode="min")
+    strategy = build(kind, plugins=[stopper], train_epochs=6, eval_every=1)
+    epochs = []
+    for exp in stream:
+        strategy.train(exp, eval_streams=[exp])
+        epochs.append(strategy.clock.train_exp_epochs)
+    assert max(epochs) < 6  # early stopping did stop the epochs
+    if kind == "litelora":
+        selection = next(p for p in strategy.plugins if type(p).__name__ == "GateSelectionPlugin")
+        assert selection.last_steps >= 30  # the gate trained anyway
+        model = strategy.model
+        assert "adapter_1" in model.pruned_adapters or model.gate_logits()["adapter_1"] != 0.5
+
+
+@pytest.mark.parametrize("kind", CI_KINDS + ("share",))
+def test_lr_scheduler_halves_the_rate_each_epoch_and_resets_it_each_experience(kind, ci_benchmark, ti_benchmark):
+    ti = kind == "share"
+    model = tiny_mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.08, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    lrs = []
+
+    class Rates(SupervisedPlugin):
+        def before_training_epoch(self, strategy, **kwargs):
+            lrs.append(strategy.optimizer.param_groups[0]["lr"])
+
+    strategy = build(
+        kind, task_incremental=ti, model=model, optimizer_for=lambda m: optimizer,
+        plugins=[LRSchedulerPlugin(scheduler), Rates()], train_epochs=3,
+    )
+    train_on(strategy, list((ti_benchmark if ti else ci_benchmark).train_stream)[:2])
+    assert lrs == [0.08, 0.04, 0.02] * 2
+    assert strategy.optimizer is optimizer
+
+
+def _three_group_optimizer(model):
+    """Backbone weights, backbone biases (no weight decay), the classifier (10x the rate)."""
+    body = [(n, p) for n, p in model.named_parameters() if not n.startswith("classifier.")]
+    return torch.optim.SGD(
+        [
+            {"params": [p for n, p in body if n.endswith("weight")], "weight_decay": 1e-4},
+            {"params": [p for n, p in body if n.endswith("bias")], "weight_decay": 0.0},
+            {"params": list(model.classifier.parameters()), "lr": 0.5},
+        ],
+        lr=0.05, momentum=0.9,
+    )
+
+
+@pytest.mark.parametrize("kind", CI_KINDS + ("share",))
+def test_an_optimizer_with_several_groups_gets_each_new_tensor_in_its_place(kind, ci_benchmark, ti_benchmark):
+    ti = kind == "share"
+    strategy = build(kind, task_incremental=ti, optimizer_for=_three_group_optimizer)
+    train_on(strategy, list((ti_benchmark if ti else ci_benchmark).train_stream)[:2])
+    group = {id(p): g for g, grp in enumerate(strategy.optimizer.param_groups) for p in grp["params"]}
+    for name, param in strategy.model.named_parameters():
+        if name.startswith(("head.", "classifier.")):
+            assert group[id(param)] == 2, name  # the head takes the classifier's group
+        elif any(m in name for m in (".adapters.", ".basis_", ".extra_")) or name.startswith("gate."):
+            assert group[id(param)] == 0, name  # beside the weight it adapts
+
+
+@pytest.mark.parametrize("plugin_for", [
+    lambda backbone: FromScratchTrainingPlugin(),
+    lambda backbone: CWRStarPlugin(backbone, cwr_layer_name="classifier"),
+], ids=["from-scratch", "cwr-star"])
+@pytest.mark.parametrize("strategy_class", [LiteLoRAStrategy, PerTaskLoRAStrategy, ShareStrategy])
+def test_plugins_that_would_erase_the_bank_are_refused_before_the_backbone_changes(plugin_for, strategy_class):
+    backbone = tiny_mlp()
+    plugin = plugin_for(backbone)
+    with pytest.raises(IncompatiblePluginError, match=f"{type(plugin).__name__} cannot be used with {strategy_class.__name__}"):
+        strategy_class(model=backbone, optimizer=sgd(backbone), target_modules=MLP_TARGETS, plugins=[plugin])
+    assert all(p.requires_grad for p in backbone.parameters())  # not wired: no LoRA layer
+    assert isinstance(backbone.classifier, torch.nn.Linear)
+
+
+@pytest.mark.parametrize("kind", ("litelora", "per_task"))
+@pytest.mark.parametrize("task_incremental", (False, True))
+def test_the_same_seed_gives_the_same_weights_with_and_without_periodic_evaluation(
+    kind, task_incremental, ci_benchmark, ti_benchmark
+):
+    bm = ti_benchmark if task_incremental else ci_benchmark
+    stream = list(bm.train_stream)[:2]
+    states = []
+    for eval_every in (-1, 1):
+        torch.manual_seed(1234)
+        strategy = build(kind, task_incremental=task_incremental, eval_every=eval_every)
+        for exp in stream:  # the whole test stream: evaluation grows the head for unseen classes
+            strategy.train(exp, eval_streams=[bm.test_stream] if eval_every > 0 else [])
+            if eval_every > 0:
+                strategy.eval(bm.test_stream)
+        state = strategy.model.state_dict()
+        states.append({k: v for k, v in state.items() if torch.is_tensor(v)})
+        states[-1]["rng"] = torch.get_rng_state()
+    plain, evaluated = states  # the random stream afterwards too ("rng")
+    assert plain.keys() <= evaluated.keys()
+    for key in plain:
+        if key.startswith("head.") and plain[key].shape != evaluated[key].shape:  # rows for classes
+            rows = plain[key].shape[0]  # evaluation showed the head, untrained: the same rows
+            assert torch.equal(plain[key], evaluated[key][:rows]), key
+        else:
+            assert torch.equal(plain[key], evaluated[key]), key
