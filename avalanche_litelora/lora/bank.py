@@ -115,41 +115,52 @@ def stack_lora_adapters(adapters, keys: Sequence[str], gates: Tensor,
     The same arithmetic as ``LowRankAdapter.scale`` (gate x magnitude, over ``||B|| ||A||``
     once in direction form), vectorised over the adapters.
     """
-    n = len(adapters)
-    normalized = torch.stack([ad.normalized for ad in adapters])
-    a_all = torch.cat([ad.A[key] for key in keys for ad in adapters], dim=0)
-    bs, scales = [], []
-    for index, key in enumerate(keys):
-        b = torch.cat([ad.B[key] for ad in adapters], dim=1) if n > 1 else adapters[0].B[key]
-        a = a_all[index * n * rank:(index + 1) * n * rank]
-        norm = torch.linalg.vector_norm(a.reshape(n, -1), dim=1) * torch.linalg.vector_norm(
-            b.reshape(b.shape[0], n, rank), dim=(0, 2))
-        magnitude = torch.stack([ad.magnitude[key] for ad in adapters])
-        tiny = torch.finfo(norm.dtype).tiny
-        scale = torch.where(normalized, magnitude / norm.clamp_min(tiny), magnitude)
-        bs.append(b)
-        scales.append((gates * scale).repeat_interleave(rank))
-    return StackedBank(a_all, bs, torch.cat(scales), list(slices), [n * rank] * len(keys))
+    n, slice_count = len(adapters), len(keys)
+    # nn.Module attribute access costs about a microsecond; a bank of fifty adapters reads
+    # hundreds of tensors per forward pass, so they are read from the modules' own dicts.
+    a_of = [ad._modules["A"]._parameters for ad in adapters]
+    b_of = [ad._modules["B"]._parameters for ad in adapters]
+    magnitude_of = [ad._modules["magnitude"]._parameters for ad in adapters]
+    normalized = torch.stack([ad._buffers["normalized"] for ad in adapters])
+    a_all = torch.cat([a[key] for key in keys for a in a_of], dim=0)  # slice, adapter, rank
+    bs = [torch.cat([b[key] for b in b_of], dim=1) if n > 1 else b_of[0][key] for key in keys]
+    # The norms only need a gradient for an adapter in direction form whose factors train.
+    norm_grad = torch.is_grad_enabled() and any(
+        ad.is_normalized for ad, a, b in zip(adapters, a_of, b_of)
+        if any(a[key].requires_grad or b[key].requires_grad for key in keys))
+    a_src = a_all if norm_grad else a_all.detach()
+    b_src = bs if norm_grad else [b.detach() for b in bs]
+    norm_a = torch.linalg.vector_norm(a_src.reshape(slice_count, n, -1), dim=2)
+    norm_b = torch.stack([torch.linalg.vector_norm(b.reshape(b.shape[0], n, rank), dim=(0, 2)) for b in b_src])
+    magnitude = torch.stack([m[key] for key in keys for m in magnitude_of]).reshape(slice_count, n)
+    # An adapter still in training form divides by 1, not by its norm: its B may be zero,
+    # and the unused branch of a where() still passes 0 x inf = NaN back to the factors.
+    norm = torch.where(normalized, (norm_a * norm_b).clamp_min(torch.finfo(norm_a.dtype).tiny), 1.0)
+    scale = magnitude / norm * gates
+    columns = scale.repeat_interleave(rank, dim=1).reshape(-1)
+    return StackedBank(a_all, bs, columns, list(slices), [n * rank] * slice_count)
 
 
-def choose_form(bank: StackedBank, rows: int, in_features: int, out_features: int,
-                x_requires_grad: bool) -> str:
-    """The cheaper form for ``rows`` input rows (tokens, or pixels of a 1x1 conv).
+def choose_form(slices: Sequence[Tuple[int, int]], frozen_rank: int, trained_rank: int, rows: int,
+                in_features: int, out_features: int, *, frozen_grad: bool, x_grad: bool) -> str:
+    """The cheaper form for ``rows`` input rows (tokens, or output pixels of a 1x1 conv).
 
-    Multiply-adds, forward and backward: the low-rank form pays two thin matmuls per row
-    (again in the backward pass when anything upstream needs a gradient); the fold pays
-    its construction, a copy of the weight, and, when the bank's scales train, the weight
-    gradient of the folded layer.
+    ``frozen_rank`` / ``trained_rank``: rank columns per slice of the stacked adapters and of
+    those whose own factors train. Counted in multiply-adds, forward and backward: the
+    low-rank form pays thin matmuls per row (again backward when anything upstream needs a
+    gradient); the fold pays its construction (again backward), a copy of the weight and,
+    when anything folded trains, the weight gradient of the adapted rows.
     """
     grad = torch.is_grad_enabled()
-    bank_grad = grad and bank.requires_grad
-    passes = 2 if (bank_grad or (grad and x_requires_grad)) else 1
-    per_row = sum(r * (in_features + end - start) for (start, end), r in zip(bank.slices, bank.ranks))
-    lowrank = THIN_MATMUL_COST * passes * rows * per_row
-    build = sum(r * in_features * (end - start) for (start, end), r in zip(bank.slices, bank.ranks))
-    dense = (3 if bank_grad else 1) * build + MEMORY_COST * out_features * in_features
-    if bank_grad:
-        dense += rows * in_features * out_features
+    widths = sum(end - start for start, end in slices)
+    rank = frozen_rank + trained_rank
+    passes = 2 if grad and (frozen_grad or trained_rank or x_grad) else 1
+    lowrank = THIN_MATMUL_COST * passes * rows * rank * (len(slices) * in_features + widths)
+    folded_grad = grad and (frozen_grad or trained_rank > 0)
+    dense = (2 if folded_grad else 1) * rank * in_features * widths
+    dense += MEMORY_COST * out_features * in_features
+    if folded_grad:
+        dense += rows * in_features * widths
     return "dense" if dense < lowrank else "lowrank"
 
 
@@ -177,13 +188,65 @@ def add_lowrank(out: Tensor, x: Tensor, bank: StackedBank, conv_stride=None) -> 
         offset += rank
 
 
-def folded_weight(weight: Tensor, bank: StackedBank) -> Tensor:
-    """``W`` with ``B diag(s) A`` added to each slice's rows (``weight`` as out x in)."""
+class _FoldedLinear(torch.autograd.Function):
+    """``x @ (W + scatter(deltas))^T + bias`` whose weight gradient covers the adapted rows only.
+
+    The folded weight's gradient is what reaches the scales; autograd through
+    ``F.linear`` would also compute it for the rows no adapter touches (the k third of a
+    fused qkv), which nothing needs.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, slices, *deltas):
+        folded = weight.clone()
+        for (start, end), delta in zip(slices, deltas):
+            folded[start:end] += delta
+        ctx.slices = slices
+        ctx.save_for_backward(x, folded)
+        return F.linear(x, folded, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, folded = ctx.saved_tensors
+        grad_x = grad @ folded if ctx.needs_input_grad[0] else None
+        rows = grad.reshape(-1, grad.shape[-1])
+        inputs = x.reshape(-1, x.shape[-1])
+        grads = [
+            rows[:, start:end].t() @ inputs if ctx.needs_input_grad[4 + i] else None
+            for i, (start, end) in enumerate(ctx.slices)
+        ]
+        return (grad_x, None, None, None, *grads)
+
+
+def slice_deltas(banks: Sequence[StackedBank]) -> List[Tensor]:
+    """``sum over banks of B diag(s) A`` for each slice (the banks share their slices).
+
+    Folding the frozen adapters and the trained ones as separate banks keeps the frozen
+    factors out of autograd: the backward pass then costs one matmul per slice (for the
+    scales), not two.
+    """
+    deltas = None
+    for stacked in banks:
+        parts = [(b * scale) @ a for _, a, b, scale in stacked.parts()]
+        deltas = parts if deltas is None else [d + p for d, p in zip(deltas, parts)]
+    return deltas
+
+
+def folded_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor],
+                  slices: Sequence[Tuple[int, int]], deltas: Sequence[Tensor]) -> Tensor:
+    """A Linear layer with ``deltas`` folded into its weight (see :class:`_FoldedLinear`)."""
+    if not torch.is_grad_enabled() or not any(d.requires_grad for d in deltas):
+        return F.linear(x, folded_weight(weight, slices, deltas), bias)
+    return _FoldedLinear.apply(x, weight, bias, list(slices), *deltas)
+
+
+def folded_weight(weight: Tensor, slices: Sequence[Tuple[int, int]], deltas: Sequence[Tensor]) -> Tensor:
+    """``W`` with each slice's delta added to its rows (``weight`` as out x in)."""
     pieces, position = [], 0
-    for (start, end), a, b, scale in sorted(bank.parts(), key=lambda part: part[0][0]):
+    for (start, end), delta in sorted(zip(slices, deltas), key=lambda part: part[0][0]):
         if start > position:
             pieces.append(weight[position:start])
-        pieces.append(torch.addmm(weight[start:end], b * scale, a))
+        pieces.append(weight[start:end] + delta)
         position = end
     if position < weight.shape[0]:
         pieces.append(weight[position:])

@@ -287,34 +287,57 @@ class LoRALinear(nn.Module):
         factors = [[self._factors(name, key) for name, _ in entries] for key in keys]
         return bank.stack_factors(factors, gates, slices, weight)
 
-    def _bank_forward(self, x: Tensor, stacked: bank.StackedBank) -> Tensor:
-        """The base layer plus the whole bank, in the cheaper form (or ``bank_form``)."""
+    def _form(self, x: Tensor, frozen: List[Tuple[str, object]], trained: List[Tuple[str, object]],
+              frozen_grad: bool) -> str:
+        """``bank_form``, else the cheaper form for this input (see :func:`bank.choose_form`)."""
+        if self.bank_form is not None:
+            return self.bank_form
         stride = self.base.stride if self.is_conv else None
-        form = self.bank_form or bank.choose_form(
-            stacked, bank.rows_of(x, self.in_features, stride), self.in_features,
-            self.out_features, x.requires_grad,
+        return bank.choose_form(
+            list(self.out_slices.values()), len(frozen) * self.rank, len(trained) * self.rank,
+            bank.rows_of(x, self.in_features, stride), self.in_features, self.out_features,
+            frozen_grad=frozen_grad, x_grad=x.requires_grad,
         )
-        if form == "lowrank":
-            out = self.base(x)
-            bank.add_lowrank(out, x, stacked, stride)
-            return out
+
+    def _folded_forward(self, x: Tensor, banks: List[bank.StackedBank]) -> Tensor:
+        """The base layer with the stacked adapters folded into its weight."""
         weight = self.base.weight
-        folded = bank.folded_weight(weight.view(self.out_features, self.in_features), stacked)
-        if self.is_conv:
-            return self.base._conv_forward(x, folded.view_as(weight), self.base.bias)
-        return F.linear(x, folded, self.base.bias)
+        slices = banks[0].slices
+        deltas = bank.slice_deltas(banks)
+        if not self.is_conv:
+            return bank.folded_linear(x, weight, self.base.bias, slices, deltas)
+        folded = bank.folded_weight(weight.view(self.out_features, self.in_features), slices, deltas)
+        return self.base._conv_forward(x, folded.view_as(weight), self.base.bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        """The base layer plus every open adapter, in the cheaper of two equivalent forms.
+
+        ``"dense"`` folds every adapter, trained or not, into the weight; ``"lowrank"`` adds
+        the frozen ones as one stacked low-rank product and each trained one (the candidate)
+        with its own factors, so no gradient is computed for the frozen factors.
+        """
         if self.merged or len(self.adapters) == 0:
             return self.base(x)
-        own, stacked = [], []
+        entries, trained = [], []
         for name in self.adapters:
             beta = self._gate(name)
             if bank.is_closed(beta):
                 continue  # closed gate: skip the work, the update is exactly zero
-            (own if self._trains_factors(name) else stacked).append((name, beta))
-        out = self._bank_forward(x, self._stack(stacked)) if stacked else self.base(x)
-        for name, beta in own:
+            entries.append((name, beta))
+            if self._trains_factors(name):
+                trained.append((name, beta))
+        if not entries:
+            return self.base(x)
+        frozen = [e for e in entries if e not in trained] if trained else entries
+        stacked = self._stack(frozen) if frozen else None
+        frozen_grad = stacked is not None and torch.is_grad_enabled() and stacked.requires_grad
+        if self._form(x, frozen, trained, frozen_grad) == "dense":
+            banks = ([stacked] if stacked is not None else []) + ([self._stack(trained)] if trained else [])
+            return self._folded_forward(x, banks)
+        out = self.base(x)
+        if stacked is not None:
+            bank.add_lowrank(out, x, stacked, self.base.stride if self.is_conv else None)
+        for name, beta in trained:
             for key, (start, end) in self.out_slices.items():
                 a, b, scale = self._factors(name, key)
                 update = self._low_rank(x, a, b)

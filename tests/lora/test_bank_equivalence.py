@@ -182,7 +182,8 @@ def test_the_stack_is_the_sum_of_the_gated_delta_weights():
     layer, _ = random_bank("qkv", 6, seed=7, candidate=None)
     layer.gate_values["adapter_2"] = torch.tensor(0.5, dtype=torch.float64)
     entries = list(layer.gate_values.items())
-    folded = bank.folded_weight(layer.weight, layer._stack(entries))
+    stacked = layer._stack(entries)
+    folded = bank.folded_weight(layer.weight, stacked.slices, bank.slice_deltas([stacked]))
     expected = layer.weight + sum(float(g) * layer.get_delta_weight(n) for n, g in entries)
     torch.testing.assert_close(folded, expected, **TOL)
 
@@ -278,3 +279,12 @@ def test_same_seed_same_prune_decisions_and_metrics_as_the_looped_bank(monkeypat
     for name, by_layer in magnitudes_ref.items():
         for key, alpha in by_layer.items():
             assert magnitudes[name][key] == pytest.approx(alpha, rel=1e-3), (name, key)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_a_frozen_direction_whose_factors_train_again_gets_their_norm_gradient(form):
+    """Not a state the strategies create, but the arithmetic must still be SD-LoRA's."""
+    layer, logit = random_bank("qkv", 3, seed=10)
+    layer.adapters["adapter_1"].set_requires_grad(adapter=True, magnitude=True)
+    x = _input("qkv", torch.Generator().manual_seed(8))
+    _assert_same(layer, x, logit, form)
