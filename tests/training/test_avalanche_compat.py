@@ -4,6 +4,8 @@ Each row of the README's compatibility table is one of these tests: the same tin
 and stream, Naive as the reference, and the behaviour that matters asserted for each.
 """
 
+import math
+
 import pytest
 import torch
 from avalanche.training.plugins import (
@@ -131,11 +133,12 @@ def test_lwf_distils_every_head_under_share(ti_benchmark):
     assert _terms("share", "lwf", ti_benchmark, True).abs().max() > 0
 
 
-def test_rwalk_cannot_follow_a_new_task_head_even_with_naive(ti_benchmark):
-    """Why the table's task-incremental RWalk cells are empty: RWalk records every
-    parameter when training starts, and a multi-head model adds a head per task."""
-    strategy = build("naive", task_incremental=True, plugins=[RWalkPlugin()])
-    with pytest.raises(KeyError, match="classifiers.1"):
+@pytest.mark.parametrize("kind", TI_KINDS)
+def test_rwalk_cannot_follow_a_new_task_head_even_with_naive(kind, ti_benchmark):
+    """Why the table's task-incremental RWalk row is empty: RWalk records every parameter
+    when training starts, and a multi-head model adds a head per task (Naive's too)."""
+    strategy = build(kind, task_incremental=True, plugins=[RWalkPlugin()])
+    with pytest.raises(KeyError, match=r"classifiers\.1|adapters\.task_0"):  # Share: its coefficients
         train_on(strategy, list(ti_benchmark.train_stream)[:2])
 
 
@@ -244,3 +247,66 @@ def test_the_same_seed_gives_the_same_weights_with_and_without_periodic_evaluati
             assert torch.equal(plain[key], evaluated[key][:rows]), key
         else:
             assert torch.equal(plain[key], evaluated[key]), key
+
+
+def _generative_replay():
+    from avalanche.models import MlpVAE
+    from avalanche.training.plugins import EvaluationPlugin, GenerativeReplayPlugin
+    from avalanche.training.plugins.generative_replay import TrainGeneratorAfterExpPlugin
+    from avalanche.training.supervised import VAETraining
+
+    torch.manual_seed(0)
+    vae = MlpVAE((1, 8, 8), nhid=2, device="cpu")
+    generator = VAETraining(
+        model=vae, optimizer=torch.optim.Adam(vae.parameters(), lr=1e-3), train_mb_size=32,
+        train_epochs=1, evaluator=EvaluationPlugin(loggers=[]),
+    )
+    return [GenerativeReplayPlugin(generator_strategy=generator), TrainGeneratorAfterExpPlugin()]
+
+
+@pytest.mark.parametrize("kind", CI_KINDS)
+def test_generated_samples_labelled_by_the_old_model_reach_both_phases(kind, ci_benchmark):
+    probe = TargetsSeen()
+    strategy = build(kind, plugins=_generative_replay() + [probe])
+    stream = list(ci_benchmark.train_stream)[:2]
+    train_on(strategy, stream)
+    seen_before = set(stream[0].classes_in_this_experience)
+    assert probe.seen[(1, "train")] & seen_before  # generated samples, old classes' labels
+    if kind == "litelora":
+        assert probe.seen[(1, "selection")] & seen_before
+
+
+@pytest.mark.parametrize("kind", CI_KINDS + ("share",))
+def test_metric_families_report_finite_values(kind, ci_benchmark, ti_benchmark):
+    from avalanche.evaluation.metrics import (
+        accuracy_metrics, amca_metrics, bwt_metrics, class_accuracy_metrics,
+        confusion_matrix_metrics, cpu_usage_metrics, disk_usage_metrics, forgetting_metrics,
+        forward_transfer_metrics, loss_metrics, timing_metrics,
+    )
+    from avalanche.training.plugins import EvaluationPlugin
+
+    evaluator = EvaluationPlugin(
+        accuracy_metrics(minibatch=True, epoch=True, experience=True, stream=True),
+        loss_metrics(minibatch=True, epoch=True, experience=True, stream=True),
+        forgetting_metrics(experience=True, stream=True), bwt_metrics(experience=True, stream=True),
+        forward_transfer_metrics(experience=True, stream=True),
+        class_accuracy_metrics(stream=True), amca_metrics(), confusion_matrix_metrics(num_classes=10, stream=True),
+        timing_metrics(epoch=True), cpu_usage_metrics(epoch=True), disk_usage_metrics(epoch=True),
+        loggers=[],
+    )
+    ti = kind == "share"
+    bm = ti_benchmark if ti else ci_benchmark
+    strategy = build(kind, task_incremental=ti, evaluator=evaluator, eval_every=0)
+    for exp in list(bm.train_stream)[:2]:
+        strategy.train(exp, eval_streams=[bm.test_stream[:2]])
+    results = strategy.eval(bm.test_stream[:2])
+    prefixes = {k.split("/")[0] for k in results}
+    for family in ("Top1_Acc_Stream", "Loss_Stream", "StreamForgetting", "StreamBWT",
+                   "StreamForwardTransfer", "Top1_ClassAcc_Stream", "Top1_AMCA_Stream",
+                   "ConfusionMatrix_Stream", "Time_Epoch", "CPUUsage_Epoch", "DiskUsage_Epoch"):
+        assert family in prefixes, f"{family} missing: {sorted(prefixes)}"
+    for key, value in results.items():
+        if isinstance(value, float):
+            assert math.isfinite(value), key
+        elif torch.is_tensor(value):
+            assert torch.isfinite(value.float()).all(), key
