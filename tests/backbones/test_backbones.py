@@ -49,7 +49,7 @@ def test_registry_lists_names():
     names = list_backbones()
     assert set(VIT_NAMES + ["timm_local"]) <= set(names)
     assert names == sorted(names)
-    assert list_backbones("vit_small28_*") == sorted(VIT_NAMES)
+    assert list_backbones("vit_small28_*") == sorted(VIT_NAMES + [f"{n}_tokens" for n in VIT_NAMES])
 
 
 def test_registry_rejects_unknown_name_clearly():
