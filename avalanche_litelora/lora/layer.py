@@ -335,6 +335,10 @@ class LoRALinear(nn.Module):
             banks = ([stacked] if stacked is not None else []) + ([self._stack(trained)] if trained else [])
             return self._folded_forward(x, banks)
         out = self.base(x)
+        if out._is_view() and not out.requires_grad:
+            # A view of a tensor autograd does not track (F.linear on a non-contiguous
+            # input, as in BERT) cannot take a gradient-carrying update in place.
+            out = out.clone()
         if stacked is not None:
             bank.add_lowrank(out, x, stacked, self.base.stride if self.is_conv else None)
         for name, beta in trained:

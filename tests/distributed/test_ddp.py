@@ -6,10 +6,14 @@ with task labels (classes interleaved). With 2 ranks of 16 samples a step, the
 DistributedSampler hands rank r the samples r, r+2, r+4, ..., so each step's global batch is
 exactly the single-process batch of 32 (likewise 2 x 4 for the selection phase's 8).
 
-Accuracy tolerance: 0.02 (4 of the 211 test samples). What is left to differ is arithmetic:
-the mean of two half-batch means rounds differently from one mean over 32, and an odd-sized
-experience is padded by the DistributedSampler with one repeated sample in its last batch.
-Measured: weights within 0.011 of the single-process run, stream accuracy within 1 sample.
+What is left to differ is arithmetic: the mean of two half-batch means rounds differently
+from one mean over 32, an odd-sized experience is padded by the DistributedSampler with one
+repeated sample in its last batch, and the bank picks its stacked or folded form by minibatch
+size. The claim is that DDP trains the same model, so the weights are compared directly
+(``WEIGHT_TOLERANCE``; measured: within 0.015). Accuracy follows loosely: three
+class-incremental experiences leave the stream at ~0.35, where many test samples sit on the
+boundary between an old class's logit and a new one's; with weights within 0.009, 12 of the
+211 samples flipped (0.057) for sequential LoRA, hence ``ACC_TOLERANCE``.
 Share: the same basis sizes and stream accuracy (0.9716), weights within 0.006. (At lr 0.05
 Share was still on the steep part of its learning curve and the runs differed by 4 samples:
 the worker trains it at lr 0.1.)
@@ -31,7 +35,8 @@ from avalanche_litelora.training import distributed
 
 HERE = Path(__file__).resolve().parent
 STRATEGIES = ("litelora", "pertask", "sequential", "share")
-ACC_TOLERANCE = 0.02
+ACC_TOLERANCE = 0.08
+WEIGHT_TOLERANCE = 0.03
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +90,10 @@ def test_accuracy_and_decisions_match_the_single_process_run(ddp_run, single_run
     rank0, _ = ddp_run[0][name]
     single = single_run[name]
     assert single["world_size"] == 1 and not single["ddp_wrapped"]
+    assert rank0["state"].keys() == single["state"].keys()
+    for key, value in rank0["state"].items():
+        if value.is_floating_point() and value.numel():
+            assert (value - single["state"][key]).abs().max() <= WEIGHT_TOLERANCE, key
     assert abs(rank0["acc"] - single["acc"]) <= ACC_TOLERANCE, (rank0["acc"], single["acc"])
     assert rank0["adapters"] == single["adapters"] and rank0["pruned"] == single["pruned"]
 

@@ -288,3 +288,18 @@ def test_a_frozen_direction_whose_factors_train_again_gets_their_norm_gradient(f
     layer.adapters["adapter_1"].set_requires_grad(adapter=True, magnitude=True)
     x = _input("qkv", torch.Generator().manual_seed(8))
     _assert_same(layer, x, logit, form)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_an_untracked_3d_input_still_trains_the_magnitudes(form):
+    """A 3-D input autograd does not track (BERT's first layer, its embeddings frozen):
+    ``F.linear`` returns a view of an untracked tensor, which an in-place update cannot take."""
+    layer, _ = random_bank("linear", 2, candidate=None)
+    layer.bank_form = form
+    x = torch.randn(2, 5, 10, dtype=torch.float64)  # requires no grad
+    assert layer.base(x)._is_view()
+    out = layer(x)
+    torch.testing.assert_close(out, looped_forward(layer, x.clone().requires_grad_()).detach(), **TOL)
+    out.sum().backward()
+    magnitudes = [p for n, p in layer.named_parameters() if "magnitude" in n]
+    assert magnitudes and all(p.grad is not None and p.grad.abs().sum() > 0 for p in magnitudes)
