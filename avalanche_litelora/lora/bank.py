@@ -33,10 +33,11 @@ from torch.nn import functional as F
 BANK_FORMS = ("lowrank", "dense")
 
 #: Cost of one element of memory traffic (the fold's copy of the weight) in multiply-adds,
-#: and the slowdown of the thin matmuls of the low-rank form against the base layer's
-#: matmul; calibrated on a 2-core CPU with ``benchmarks/bank_scaling.py``.
+#: and the slowdown of a single adapter's rank-r matmuls (a few columns wide: far below
+#: the machine's matmul throughput, where a stacked bank's hundreds of columns are not);
+#: calibrated on a 2-core CPU on the ViT-small28 and ViT-B/16 shapes.
 MEMORY_COST = 8.0
-THIN_MATMUL_COST = 1.5
+THIN_MATMUL_COST = 4.0
 
 
 @dataclass
@@ -155,7 +156,8 @@ def choose_form(slices: Sequence[Tuple[int, int]], frozen_rank: int, trained_ran
     widths = sum(end - start for start, end in slices)
     rank = frozen_rank + trained_rank
     passes = 2 if grad and (frozen_grad or trained_rank or x_grad) else 1
-    lowrank = THIN_MATMUL_COST * passes * rows * rank * (len(slices) * in_features + widths)
+    per_column = passes * rows * (len(slices) * in_features + widths)
+    lowrank = per_column * (frozen_rank + THIN_MATMUL_COST * trained_rank)
     folded_grad = grad and (frozen_grad or trained_rank > 0)
     dense = (2 if folded_grad else 1) * rank * in_features * widths
     dense += MEMORY_COST * out_features * in_features
@@ -208,9 +210,11 @@ class _FoldedLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, folded = ctx.saved_tensors
-        grad_x = grad @ folded if ctx.needs_input_grad[0] else None
+        # Under autocast the forward's matmul ran (and the gradient arrives) in the autocast
+        # dtype: compute in it too; autograd casts each gradient back to its input's dtype.
+        grad_x = grad @ folded.to(grad.dtype) if ctx.needs_input_grad[0] else None
         rows = grad.reshape(-1, grad.shape[-1])
-        inputs = x.reshape(-1, x.shape[-1])
+        inputs = x.reshape(-1, x.shape[-1]).to(grad.dtype)
         grads = [
             rows[:, start:end].t() @ inputs if ctx.needs_input_grad[4 + i] else None
             for i, (start, end) in enumerate(ctx.slices)
