@@ -1,11 +1,17 @@
-"""Cost measurements: time per training step, peak memory, inference throughput."""
+"""Cost measurements: time per training step, peak memory, inference throughput.
+
+Comparisons of costs are timed *interleaved* (:func:`interleaved_times`): every round runs
+each candidate once, back to back, in an order rotated from round to round, and a ratio is
+the median of the per-round ratios. On a shared machine the load drifts over minutes;
+timing A for a while and then B for a while measures that drift, not A against B.
+"""
 
 from __future__ import annotations
 
 import statistics
 import threading
 import time
-from typing import List, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import psutil
 import torch
@@ -85,22 +91,106 @@ class PeakMemory:
         return self.peak_bytes / 2**20
 
 
-@torch.no_grad()
-def throughput(model, x: torch.Tensor, task_labels: torch.Tensor, batch_size: int,
-               repeats: int = 5) -> float:
-    """Samples per second of evaluation-mode forward passes (best of ``repeats``, after a warm-up)."""
-    model.eval()
+def _synchronize(device: Optional[torch.device]) -> None:
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
-    def timed_pass() -> float:
-        start = time.perf_counter()
+
+def interleaved_times(
+    calls: Mapping[str, Callable[[], object]],
+    *,
+    rounds: int = 5,
+    warmup: int = 1,
+    repeat: int = 1,
+    enter: Optional[Mapping[str, Callable[[], object]]] = None,
+    leave: Optional[Mapping[str, Callable[[], object]]] = None,
+    device: Optional[torch.device] = None,
+) -> Dict[str, List[float]]:
+    """Seconds per call of each candidate, one list entry per round.
+
+    Round ``i`` runs the candidates in their order rotated by ``i`` (A B C, B C A, C A B,
+    ...), each ``repeat`` times in a row; ``enter`` / ``leave`` (per name, untimed) put a
+    candidate's model in its state and back (say, merge and unmerge), so candidates may
+    share one model. ``warmup`` untimed rounds come first.
+    """
+    names = list(calls)
+    if not names:
+        raise ValueError("calls is empty: give at least one candidate to time")
+    for label, value in (("rounds", rounds), ("repeat", repeat)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{label} must be a positive integer, got {value!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
+    enter, leave = dict(enter or {}), dict(leave or {})
+    unknown = sorted((set(enter) | set(leave)) - set(names))
+    if unknown:
+        raise ValueError(f"enter/leave name candidates that calls lacks: {unknown}")
+    times: Dict[str, List[float]] = {name: [] for name in names}
+    for index in range(warmup + rounds):
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            if name in enter:
+                enter[name]()
+            _synchronize(device)
+            start = time.perf_counter()
+            for _ in range(repeat):
+                calls[name]()
+            _synchronize(device)
+            elapsed = (time.perf_counter() - start) / repeat
+            if name in leave:
+                leave[name]()
+            if index >= warmup:
+                times[name].append(elapsed)
+    return times
+
+
+def paired_ratio(times: Mapping[str, Sequence[float]], numerator: str, denominator: str) -> float:
+    """Median over rounds of ``numerator``'s time over ``denominator``'s in the same round."""
+    pairs = list(zip(times[numerator], times[denominator]))
+    if not pairs:
+        raise ValueError("no rounds were timed")
+    return statistics.median(a / b for a, b in pairs)
+
+
+def inference_pass(model, x: torch.Tensor, task_labels: torch.Tensor, batch_size: int) -> Callable[[], None]:
+    """One evaluation pass over ``x`` in minibatches of ``batch_size`` (for timing)."""
+
+    @torch.no_grad()
+    def run() -> None:
+        model.eval()
         for i in range(0, len(x), batch_size):
             avalanche_forward(model, x[i:i + batch_size], task_labels[i:i + batch_size])
-        if x.device.type == "cuda":
-            torch.cuda.synchronize(x.device)
-        return time.perf_counter() - start
 
-    timed_pass()
-    return len(x) / min(timed_pass() for _ in range(repeats))
+    return run
+
+
+def interleaved_throughputs(
+    models: Mapping[str, object],
+    x: torch.Tensor,
+    task_labels: torch.Tensor,
+    batch_size: int,
+    *,
+    rounds: int = 5,
+    enter: Optional[Mapping[str, Callable[[], object]]] = None,
+    leave: Optional[Mapping[str, Callable[[], object]]] = None,
+) -> Dict[str, float]:
+    """Samples per second of each model's evaluation passes, timed interleaved.
+
+    Each value is ``len(x)`` over the best pass time (the least disturbed one); a ratio
+    whose spread matters is better taken from :func:`interleaved_times` + :func:`paired_ratio`.
+    """
+    calls = {name: inference_pass(m, x, task_labels, batch_size) for name, m in models.items()}
+    times = interleaved_times(calls, rounds=rounds, enter=enter, leave=leave, device=x.device)
+    return {name: len(x) / min(t) for name, t in times.items()}
+
+
+def throughput(model, x: torch.Tensor, task_labels: torch.Tensor, batch_size: int,
+               repeats: int = 5) -> float:
+    """Samples per second of evaluation-mode forward passes (best of ``repeats``, after a warm-up).
+
+    One model alone: to compare models, time them together with :func:`interleaved_throughputs`.
+    """
+    return interleaved_throughputs({"model": model}, x, task_labels, batch_size, rounds=repeats)["model"]
 
 
 def sample_inputs(stream, n: int, device) -> Tuple[torch.Tensor, torch.Tensor]:
