@@ -161,12 +161,17 @@ def build_benchmark(cfg: Dict[str, Any], seed: int, data_root: str, download: bo
     model_name = cfg["pretrained"]
     transforms = dict(train_transform=paper_data.paper.vit_train_transform(cfg["img_size"], model_name),
                       eval_transform=paper_data.paper.vit_eval_transform(cfg["img_size"], model_name))
-    if cfg["builder"] == "DomainNet":  # the domains in their listed order
-        benchmark = builder(dataset_root=data_root, **transforms)
-    else:
-        kwargs = {} if cfg["builder"] == "SplitDomainNet" else dict(download=download)
-        benchmark = builder(cfg["n_experiences"], fixed_class_order=reference_class_order(cfg["n_classes"], seed),
-                            dataset_root=data_root, **transforms, **kwargs)
+    try:
+        if cfg["builder"] == "DomainNet":  # the domains in their listed order
+            benchmark = builder(dataset_root=data_root, **transforms)
+        else:
+            kwargs = {} if cfg["builder"] == "SplitDomainNet" else dict(download=download)
+            benchmark = builder(cfg["n_experiences"], fixed_class_order=reference_class_order(cfg["n_classes"], seed),
+                                dataset_root=data_root, **transforms, **kwargs)
+    except paper_data.PaperDatasetError as error:  # a command-line user gets the message, not a traceback
+        raise SystemExit(f"{error}\nOn the command line: --data-root DIR is dataset_root"
+                         + (", --allow-download asks for the download" if error.downloadable else "")
+                         + "; --paper imagenet_r --synthetic --random-init --tiny is a smoke run without data.")
     k = cfg["experiences"]
     if k < cfg["n_experiences"] or cfg["train_per_experience"] or cfg["test_per_experience"]:
         sliced = argparse.Namespace(train_stream=benchmark.train_stream[:k], test_stream=benchmark.test_stream[:k])

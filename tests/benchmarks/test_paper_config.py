@@ -73,6 +73,16 @@ def test_missing_weights_are_refused_with_where_to_get_them(monkeypatch):
         paper.load_backbone(paper.settings(args), args)
 
 
+@pytest.mark.parametrize("name, expected", [
+    ("cifar100", r"(?s)CIFAR-100: no file.*cifar-100-python.*--data-root DIR is dataset_root, --allow-download"),
+    ("domainnet", r"(?s)DomainNet: no folder.*M3SDA.*never downloads.*--data-root DIR is dataset_root; --paper imagenet_r --synthetic"),
+])
+def test_a_missing_dataset_ends_the_command_with_the_message_not_a_traceback(tmp_path, name, expected):
+    cfg = paper.settings(paper.parse_args(["--paper", name, "--tiny"]))
+    with pytest.raises(SystemExit, match=expected):
+        paper.build_benchmark(cfg, 1993, str(tmp_path), download=False)
+
+
 def test_benchmark_follows_the_reference_class_order_and_the_slice(tmp_path):
     synthetic.make_imagenet_variant(tmp_path, "imagenet-r", images_per_class=5)
     args = paper.parse_args(["--paper", "imagenet_r", "--experiences", "3", "--train-per-experience", "7"])

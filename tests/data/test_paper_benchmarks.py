@@ -181,8 +181,10 @@ def test_domainnet_class_incremental_pools_the_domains(domainnet_root):
 
 
 def test_domainnet_errors(tmp_path, domainnet_root):
-    with pytest.raises(PaperDatasetError, match="(?s)DomainNet: no folder.*<domain>_train.txt.*M3SDA"):
+    with pytest.raises(PaperDatasetError, match="(?s)DomainNet: no folder.*<domain>_train.txt.*M3SDA") as missing:
         DomainNet(dataset_root=tmp_path)
+    # the DomainNet builders take no ``download``: the message must not offer one
+    assert "download=True" not in str(missing.value) and "never downloads" in str(missing.value)
     synthetic.make_domainnet(tmp_path, domains=("real",), n_classes=345)
     (tmp_path / "domainnet" / "real_test.txt").unlink()
     with pytest.raises(PaperDatasetError, match="no split file .*real_test.txt"):

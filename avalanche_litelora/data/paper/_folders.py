@@ -25,12 +25,15 @@ TRAIN_FRACTION = 0.8
 class PaperDatasetError(FileNotFoundError):
     """A benchmark's folder is missing or incomplete; the message says what to put where."""
 
-    def __init__(self, dataset: str, problem: str, layout: str, source: str):
+    def __init__(self, dataset: str, problem: str, layout: str, source: str, downloadable: bool = True):
+        fetch = ("(Nothing is downloaded unless you pass download=True.)" if downloadable
+                 else "(This builder never downloads: fetch the files by hand.)")
         super().__init__(
             f"{dataset}: {problem}.\nExpected under dataset_root:\n{layout}\n"
-            f"Where to get it: {source}\n(Nothing is downloaded unless you pass download=True.)"
+            f"Where to get it: {source}\n{fetch}"
         )
         self.dataset = dataset
+        self.downloadable = downloadable
 
 
 def reference_class_order(n_classes: int, seed: int) -> List[int]:

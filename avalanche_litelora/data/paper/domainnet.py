@@ -36,11 +36,16 @@ _DEFAULT_TRAIN = vit_train_transform()
 _DEFAULT_EVAL = vit_eval_transform()
 
 
+def _missing(problem: str) -> PaperDatasetError:
+    """DomainNet's error: the builders have no ``download`` (the split files are published apart)."""
+    return PaperDatasetError("DomainNet", problem, LAYOUT, SOURCE, downloadable=False)
+
+
 def _read_split(base: Path, domain: str, part: str) -> List[Tuple[str, int]]:
     """One official split file as (path relative to the dataset root's parent, label)."""
     path = base / f"{domain}_{part}.txt"
     if not path.is_file():
-        raise PaperDatasetError("DomainNet", f"no split file {path}", LAYOUT, SOURCE)
+        raise _missing(f"no split file {path}")
     rows: List[Tuple[str, int]] = []
     with open(path) as f:
         for number, line in enumerate(f, 1):
@@ -48,11 +53,10 @@ def _read_split(base: Path, domain: str, part: str) -> List[Tuple[str, int]]:
                 continue
             parts = line.split()
             if len(parts) != 2 or not parts[1].lstrip("-").isdigit() or not 0 <= int(parts[1]) < N_CLASSES:
-                raise PaperDatasetError("DomainNet", f"{path}:{number} is not '<path> <label 0..344>'",
-                                        LAYOUT, SOURCE)
+                raise _missing(f"{path}:{number} is not '<path> <label 0..344>'")
             rows.append((f"{base.name}/{parts[0]}", int(parts[1])))
     if not rows:
-        raise PaperDatasetError("DomainNet", f"{path} lists no images", LAYOUT, SOURCE)
+        raise _missing(f"{path} lists no images")
     return rows
 
 
@@ -62,15 +66,14 @@ def read_domain(dataset_root: Path, domain: str) -> Tuple[List[Tuple[str, int]],
         raise ValueError(f"unknown DomainNet domain {domain!r}; choose from {DOMAINS}")
     base = dataset_root / "domainnet"
     if not (base / domain).is_dir():
-        raise PaperDatasetError("DomainNet", f"no folder {base / domain}", LAYOUT, SOURCE)
+        raise _missing(f"no folder {base / domain}")
     train, test = _read_split(base, domain, "train"), _read_split(base, domain, "test")
     for rel, _ in train + test:
         if not (dataset_root / rel).is_file():
-            raise PaperDatasetError("DomainNet", f"{dataset_root / rel} is listed but missing", LAYOUT, SOURCE)
+            raise _missing(f"{dataset_root / rel} is listed but missing")
     labels = {label for _, label in train}
     if len(labels) != N_CLASSES:
-        raise PaperDatasetError("DomainNet", f"{domain}_train.txt covers {len(labels)} of the "
-                                             f"{N_CLASSES} classes", LAYOUT, SOURCE)
+        raise _missing(f"{domain}_train.txt covers {len(labels)} of the {N_CLASSES} classes")
     return train, test
 
 
