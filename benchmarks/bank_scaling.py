@@ -226,9 +226,23 @@ def memory_probe(name: str, method: str, n: int, device: str) -> Dict[str, float
     labels = torch.zeros(eval_batch, dtype=torch.long, device=device)
     forward_pass(model, torch.rand((eval_batch,) + shape, device=device),
                  None if method == "lora" else labels)()
-    peak = (torch.cuda.max_memory_allocated() if device.startswith("cuda")
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else _resident_peak()
     return {"peak_mb": peak / 2**20, "adapter_mb": params / 2**20}
+
+
+def _resident_peak() -> int:
+    """Peak resident bytes of this process since its exec (``VmHWM``).
+
+    Not ``ru_maxrss``: Linux carries that high-water mark across ``execve``, so a probe
+    process would report the (larger) peak of the benchmark process that forked it.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _probe(name: str, method: str, n: int, device: str) -> Dict[str, float]:
