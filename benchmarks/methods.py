@@ -20,7 +20,9 @@ from avalanche_litelora.training import (
     PerTaskLoRAStrategy,
     SequentialLoRAStrategy,
     ShareStrategy,
+    TaskRoutedLoRAStrategy,
 )
+from avalanche.training.plugins import ReplayPlugin
 from benchmarks.baseline_model import FineTunedClassifier
 
 METHODS_FILE = Path(__file__).parent / "configs" / "methods.json"
@@ -61,17 +63,22 @@ def build_strategy(name: str, backbone, budget: Budget, evaluator, overrides: Di
         raise ValueError(f"unknown strategy {name!r}; choose from {sorted(configs)}")
     cfg = {**configs[name], **(overrides or {})}
     family, lr = cfg.pop("family"), cfg.pop("lr")
+    cfg.pop("task_incremental_only", None)
     if family in ("lora", "share"):
         cls = {
             "litelora": LiteLoRAStrategy,
+            "litelora_replay": LiteLoRAStrategy,
             "per_task_lora": PerTaskLoRAStrategy,
+            "task_routed_lora": TaskRoutedLoRAStrategy,
             "sequential_lora": SequentialLoRAStrategy,
             "share": ShareStrategy,
         }[name]
-        epochs = budget.epochs + cfg.get("selection_epochs", 0) if name == "litelora" else budget.epochs
+        common = _common(budget, evaluator, budget.epochs)  # LiteLoRA's selection is extra
+        if "mem_size" in cfg:  # Avalanche's own rehearsal plugin, composed with the bank
+            common["plugins"].append(ReplayPlugin(mem_size=cfg.pop("mem_size")))
         if family == "lora":  # Share is task-incremental by construction
             cfg["task_incremental"] = budget.task_incremental
-        return cls(model=backbone, optimizer=_sgd(backbone, lr), **cfg, **_common(budget, evaluator, epochs))
+        return cls(model=backbone, optimizer=_sgd(backbone, lr), **cfg, **common)
 
     model = FineTunedClassifier(backbone, budget.task_incremental)
     kwargs = dict(model=model, optimizer=_sgd(model, lr), criterion=CrossEntropyLoss(),
@@ -94,5 +101,6 @@ def is_lora_family(name: str) -> bool:
 
 
 def runs_on(name: str, task_incremental: bool) -> bool:
-    """Share needs task identity at inference, so it runs on task-incremental streams only."""
-    return task_incremental or load_method_configs()[name]["family"] != "share"
+    """Share and task routing need task identity at inference: task-incremental streams only."""
+    cfg = load_method_configs()[name]
+    return task_incremental or not (cfg["family"] == "share" or cfg.get("task_incremental_only"))

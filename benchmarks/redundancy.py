@@ -28,7 +28,9 @@ class CandidateRedundancyProbe(SupervisedPlugin):
     def before_training_exp(self, strategy, **kwargs):
         self._seen_this_experience = False
 
-    def before_training_epoch(self, strategy, **kwargs):
+    def before_training_iteration(self, strategy, **kwargs):
+        # the selection phase runs inside after_training_exp, through training_epoch: its
+        # first iteration is the first moment the candidate is trained and not yet decided
         model = lora_model(strategy)
         if self._seen_this_experience or not model.gate.selecting:
             return

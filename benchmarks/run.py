@@ -27,6 +27,7 @@ import torch
 from tqdm import tqdm
 
 from benchmarks import figures
+from benchmarks.ground_truth import decision_table
 from benchmarks.methods import load_method_configs, runs_on
 from benchmarks.redundancy import pruning_vs_overlap
 from benchmarks.report import goal_checks, markdown_goals, markdown_tables, write_csv
@@ -172,7 +173,7 @@ def main(argv=None) -> int:
         if (stream, backbone) not in bare:
             x, t = sample_inputs(benchmark.test_stream, settings.throughput_samples, args.device)
             bare[(stream, backbone)] = bare_throughput(backbone, x, t, settings.eval_mb_size)
-        overrides = {"lambda_sparsity": lam} if strategy == "litelora" else None
+        overrides = {"lambda_sparsity": lam} if strategy.startswith("litelora") else None
         run_settings = replace(settings, train_per_experience=sizes[0])
         rows.append(run_one(
             spec, benchmark, strategy, seed, run_settings, out / "runs" / stream / f"{strategy}_seed{seed}",
@@ -251,8 +252,11 @@ def write_report(out: Path, rows, sweep_rows, reference, lam, env, suite, elapse
             )
             + "\n"
         )
+    decisions = decision_table(rows)
+    if decisions:
+        decisions = "### Ground-truth decisions (experience 0 opens no gate)\n\n" + decisions
     text = "\n".join(header) + "\n" + markdown_tables(rows) + "\n" + sweep + \
-        "### Goals\n\n" + markdown_goals(goal_checks(rows)) + "\n" + redundancy_section(out, rows)
+        "### Goals\n\n" + markdown_goals(goal_checks(rows)) + "\n" + decisions + redundancy_section(out, rows)
     (out / "results.md").write_text(text)
     (out / "environment.json").write_text(json.dumps(env, indent=2))
 

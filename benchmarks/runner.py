@@ -6,7 +6,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -25,8 +25,9 @@ from avalanche_litelora.metrics import (
     backward_transfer,
     final_accuracy,
 )
+from benchmarks import ground_truth
 from benchmarks.redundancy import CandidateRedundancyProbe, bank_summary
-from benchmarks.measure import PeakMemory, StepTimer, sample_inputs, throughput
+from benchmarks.measure import PeakMemory, StepTimer, interleaved_throughputs, sample_inputs, throughput
 from benchmarks.methods import Budget, build_strategy, is_lora_family
 from benchmarks.streams import StreamSpec
 
@@ -36,7 +37,7 @@ COLUMNS = [
     "epochs", "train_per_experience", "avg_anytime_acc", "final_acc", "forgetting", "bwt",
     "active_adapters", "pruned_adapters", "adapter_params", "adapter_bytes", "train_time_s",
     "train_step_ms", "peak_mem_mb", "infer_bare_sps", "infer_unmerged_sps", "infer_merged_sps",
-    "notes",
+    *ground_truth.COLUMNS, "notes",
 ]
 
 
@@ -62,17 +63,17 @@ def _bank_model(strategy):
     return getattr(strategy, "lora_model", None)
 
 
-def _inference(strategy, x, t, batch_size) -> Dict[str, float]:
+def _inference(strategy, x, t, batch_size, bare=None) -> Dict[str, float]:
+    """Unmerged, merged and (given ``bare``) bare-backbone throughput, timed interleaved."""
     model = _bank_model(strategy)
+    models = {"infer_bare_sps": bare} if bare is not None else {}
     if model is None or not hasattr(model, "merge"):
-        sps = throughput(strategy.model, x, t, batch_size)
-        return {"infer_unmerged_sps": sps, "infer_merged_sps": sps}
+        sps = interleaved_throughputs(dict(models, infer_unmerged_sps=strategy.model), x, t, batch_size)
+        return dict(sps, infer_merged_sps=sps["infer_unmerged_sps"])
     model.unmerge()
-    unmerged = throughput(model, x, t, batch_size)
-    model.merge()
-    merged = throughput(model, x, t, batch_size)
-    model.unmerge()
-    return {"infer_unmerged_sps": unmerged, "infer_merged_sps": merged}
+    models.update(infer_unmerged_sps=model, infer_merged_sps=model)
+    return interleaved_throughputs(models, x, t, batch_size, enter={"infer_merged_sps": model.merge},
+                                   leave={"infer_merged_sps": model.unmerge})
 
 
 def _bank_readouts(strategy) -> Dict[str, Any]:
@@ -135,7 +136,7 @@ def train_and_measure(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     timer = StepTimer()
-    probe = CandidateRedundancyProbe() if strategy_name == "litelora" else None
+    probe = CandidateRedundancyProbe() if strategy_name.startswith("litelora") else None
     budget = Budget(
         epochs=settings.epochs, train_mb_size=settings.train_mb_size,
         eval_mb_size=settings.eval_mb_size, device=settings.device,
@@ -179,7 +180,7 @@ def train_and_measure(
     x, t = sample_inputs(benchmark.test_stream, settings.throughput_samples, device)
     row["infer_bare_sps"] = bare_sps if bare_sps is not None else bare_throughput(
         backbone_name, x, t, settings.eval_mb_size)
-    row.update(_inference(strategy, x, t, settings.eval_mb_size))
+    row.update(_inference(strategy, x, t, settings.eval_mb_size, create_backbone(backbone_name).to(device)))
     if out_dir is not None:
         (out_dir / "accuracy_matrix.json").write_text(json.dumps(matrix))
         write_hparams(out_dir / "tensorboard", *hparams_of_run(row, getattr(_bank_model(strategy), "rank", None)))
@@ -189,6 +190,13 @@ def train_and_measure(
             if hasattr(logger, "writer"):
                 logger.writer.close()
     row["accuracy_matrix"] = matrix
+    labels = ground_truth.labels_of(benchmark.train_stream)
+    pruned = list(getattr(_bank_model(strategy), "pruned_adapters", [])) if _bank_model(strategy) is not None \
+        and hasattr(_bank_model(strategy), "active_adapters") else None
+    row.update(ground_truth.ground_truth_columns(labels, pruned))
+    if labels is not None:
+        row["ground_truth"] = [dict(asdict(label), classes=list(label.classes)) for label in labels]
+        row["pruned_names"] = pruned or []
     if is_lora_family(strategy_name) and strategy_name != "share":
         row["redundancy"] = bank_summary(_bank_model(strategy))
     if probe is not None:

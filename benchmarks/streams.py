@@ -15,6 +15,7 @@ from torchvision.transforms import ToTensor
 from avalanche.benchmarks.classic import PermutedMNIST, SplitFMNIST, SplitMNIST
 
 from avalanche_litelora.data import fetch_dataset
+from avalanche_litelora.data.redundancy_streams import known_redundancy_stream
 from avalanche_litelora.data.streams import split_validation, subsample_benchmark
 
 
@@ -82,22 +83,44 @@ def _digits(seed: int, root: str):
     )
 
 
+def _known_redundancy(form: str, schedule: str, dataset: str = "mnist"):
+    """Ground-truth streams: sizes are set by the suite (subsampling), not here."""
+    def build(seed: int, root: str):
+        return known_redundancy_stream(form=form, schedule=schedule, dataset=dataset, seed=seed,
+                                       dataset_root=root, train_per_experience=2000,
+                                       test_per_experience=500)
+    return build
+
+
+#: The backbones: the shipped ViT pretrained on the *other* dataset, every token read out
+#: (its frozen probe beats raw pixels; the class token alone does not: README, "Backbones").
+FOR_MNIST, FOR_FMNIST = "vit_small28_fmnist_tokens", "vit_small28_mnist_tokens"
+
 STREAMS: Dict[str, StreamSpec] = {
     s.name: s
     for s in (
-        StreamSpec("split_mnist", _split_mnist, False, "vit_small28_fmnist", "mnist",
+        StreamSpec("split_mnist", _split_mnist, False, FOR_MNIST, "mnist",
                    "Split MNIST, 5 experiences of 2 classes, class-incremental"),
         StreamSpec("split_mnist_ti", lambda seed, root: _split_mnist(seed, root, task_labels=True),
-                   True, "vit_small28_fmnist", "mnist",
+                   True, FOR_MNIST, "mnist",
                    "Split MNIST, 5 experiences of 2 classes, task-incremental"),
-        StreamSpec("split_fmnist", _split_fmnist, False, "vit_small28_mnist", "fashion_mnist",
+        StreamSpec("split_fmnist", _split_fmnist, False, FOR_FMNIST, "fashion_mnist",
                    "Split Fashion-MNIST, 5 experiences of 2 classes, class-incremental"),
-        StreamSpec("permuted_mnist10", _permuted(10), True, "vit_small28_fmnist", "mnist",
+        StreamSpec("permuted_mnist10", _permuted(10), True, FOR_MNIST, "mnist",
                    "Permuted MNIST, 10 experiences of 10 classes, task-incremental"),
-        StreamSpec("permuted_mnist20", _permuted(20), True, "vit_small28_fmnist", "mnist",
+        StreamSpec("permuted_mnist20", _permuted(20), True, FOR_MNIST, "mnist",
                    "Permuted MNIST, 20 experiences of 10 classes, task-incremental (long stream)"),
         StreamSpec("digits", _digits, False, "vit_small28_fmnist", "",
                    "scikit-learn digits upsampled to 28x28, 5 experiences, class-incremental (tests)"),
+        StreamSpec("redundant_domain_short", _known_redundancy("domain", "short"), False, FOR_MNIST,
+                   "mnist", "Known redundancy, domain-incremental MNIST: 8 experiences "
+                   "(4 novel permutations, 2 repeats, 2 near-repeats), one head"),
+        StreamSpec("redundant_domain_long", _known_redundancy("domain", "long"), False, FOR_MNIST,
+                   "mnist", "Known redundancy, domain-incremental MNIST: 24 experiences "
+                   "(10 novel, 8 repeats, 6 near-repeats), one head"),
+        StreamSpec("redundant_class_short", _known_redundancy("class", "short"), False, FOR_MNIST,
+                   "mnist", "Known redundancy, class-incremental MNIST: 8 experiences of 2 classes "
+                   "(4 novel pairs, 2 repeats, 2 near-repeats)"),
     )
 }
 

@@ -6,7 +6,7 @@ import math
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from benchmarks import run
+from benchmarks import ground_truth, run
 from benchmarks.report import goal_checks
 from benchmarks.runner import COLUMNS
 from benchmarks.sweep import choose_lambda
@@ -34,6 +34,9 @@ def test_csv_has_every_column_finite_for_every_strategy(quick_run):
         assert list(row) == COLUMNS
         for column in COLUMNS:
             if column in ("notes", "lambda_sparsity"):
+                continue
+            if column in ground_truth.COLUMNS:  # digits carries no ground truth
+                assert row[column] == "", column
                 continue
             value = row[column]
             assert value != "", (row["strategy"], column)
@@ -75,6 +78,15 @@ def test_figures_and_markdown_written(quick_run):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
     text = (quick_run / "results.md").read_text()
     assert "### digits" in text and "### Goals" in text and "| litelora (λ=" in text
+
+
+def test_every_litelora_candidate_is_read_before_its_gate_is_decided(quick_run):
+    """candidates.csv: one row per experience after the first (digits has 5), with its decision."""
+    with open(quick_run / "candidates.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["experience"]) for r in rows] == [1, 2, 3, 4]
+    for r in rows:
+        assert 0.0 <= float(r["captured"]) <= 1.0 + 1e-6 and r["pruned"] in ("True", "False")
 
 
 def test_choose_lambda_prefers_the_sparsest_within_tolerance():
