@@ -75,18 +75,31 @@ def decision_table(rows: Sequence[Dict[str, Any]]) -> str:
         if not labels or not row["strategy"].startswith("litelora"):  # the others keep everything
             continue
         records = decisions([ExperienceRedundancy(**lab) for lab in labels], row.get("pruned_names", []))
+        probe = {c["experience"]: c for c in row.get("candidates", [])}  # benefit and logit, when probed
         lines += [f"**{row['stream']}**, {row['strategy']}, seed {row['seed']}, "
                   f"λ = {row['lambda_sparsity']}", "",
-                  "| experience | kind | of | transform | decision |", "|---|---|---|---|---|"]
+                  "| experience | kind | of | transform | benefit (nats) | final logit | decision |",
+                  "|---|---|---|---|---|---|---|"]
         lines += [f"| {r['experience']} | {r['kind']} | {'' if r['source'] is None else r['source']} | "
-                  f"{r['transform']} | {'pruned' if r['pruned'] else 'kept'} |" for r in records]
+                  f"{r['transform']} | {_cell(probe, r['experience'], 'benefit_nats', '{:+.3f}')} | "
+                  f"{_cell(probe, r['experience'], 'final_logit', '{:+.2f}')} | "
+                  f"{'pruned' if r['pruned'] else 'kept'} |" for r in records]
         n = len(labels)
         halves = [("whole stream", 1, n)] + ([("first half", 1, n // 2), ("second half", n // 2, n)]
                                              if n >= 12 else [])
-        lines += ["", "| part | novel kept | redundant pruned |", "|---|---|---|"]
+        lines += ["", "| part | novel kept | repeats pruned | near-repeats pruned |", "|---|---|---|---|"]
         for name, start, stop in halves:
-            c = counts([r for r in records if start <= r["experience"] < stop])
+            part = [r for r in records if start <= r["experience"] < stop]
+            c = counts(part)
+            near = [r for r in part if r["kind"] == "near_repeat"]
+            repeats = [r for r in part if r["kind"] == "repeat"]
             lines.append(f"| {name} (experiences {start}-{stop - 1}) | {c['novel_kept']}/{c['novel_total']} | "
-                         f"{c['redundant_pruned']}/{c['redundant_total']} |")
+                         f"{sum(r['pruned'] for r in repeats)}/{len(repeats)} | "
+                         f"{sum(r['pruned'] for r in near)}/{len(near)} |")
         lines.append("")
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _cell(probe: Dict[int, Dict[str, Any]], experience: int, key: str, fmt: str) -> str:
+    value = probe.get(experience, {}).get(key)
+    return "–" if value is None else fmt.format(value)

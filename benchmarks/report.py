@@ -8,6 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
+from benchmarks import ground_truth
 from benchmarks.runner import COLUMNS
 
 #: Columns of the Markdown table: (csv column, header, format).
@@ -99,6 +100,14 @@ def goal_checks(rows: Sequence[Dict[str, Any]]) -> List[Tuple[str, str, bool]]:
             ratio = m("litelora", "train_step_ms") / m("per_task_lora", "train_step_ms")
             checks.append((stream, f"LiteLoRA step / per-task-LoRA step = {ratio:.2f} (goal ≤ 1.10)",
                            ratio <= 1.10))
+        gt = [ground_truth.rates(r) for r in rows if r["stream"] == stream and r["strategy"] == "litelora"]
+        gt = [g for g in gt if g is not None]
+        if gt:
+            kept = statistics.mean(g["novel_kept_rate"] for g in gt)
+            pruned = statistics.mean(g["redundant_pruned_rate"] for g in gt)
+            checks.append((stream, f"LiteLoRA keeps {kept:.0%} of novel candidates (goal ≥ 90%)", kept >= 0.90))
+            checks.append((stream, f"LiteLoRA prunes {pruned:.0%} of repeats and near-repeats (goal ≥ 80%)",
+                           pruned >= 0.80))
         lite_final = m("litelora", "final_acc")
         for baseline in REHEARSAL_FREE:
             base = m(baseline, "final_acc")

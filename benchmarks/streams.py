@@ -83,12 +83,16 @@ def _digits(seed: int, root: str):
     )
 
 
-def _known_redundancy(form: str, schedule: str, dataset: str = "mnist"):
-    """Ground-truth streams: sizes are set by the suite (subsampling), not here."""
+def _known_redundancy(form: str, schedule: str, dataset: str = "mnist", train: int = 2000, test: int = 500):
+    """Ground-truth streams, built at most ``train`` / ``test`` per experience (the suite subsamples).
+
+    Every experience draws fresh images, so a long stream must build smaller experiences: 24
+    experiences of 500 test images need more of some digits than MNIST's test split holds.
+    """
     def build(seed: int, root: str):
         return known_redundancy_stream(form=form, schedule=schedule, dataset=dataset, seed=seed,
-                                       dataset_root=root, train_per_experience=2000,
-                                       test_per_experience=500)
+                                       dataset_root=root, train_per_experience=train,
+                                       test_per_experience=test)
     return build
 
 
@@ -115,7 +119,7 @@ STREAMS: Dict[str, StreamSpec] = {
         StreamSpec("redundant_domain_short", _known_redundancy("domain", "short"), False, FOR_MNIST,
                    "mnist", "Known redundancy, domain-incremental MNIST: 8 experiences "
                    "(4 novel permutations, 2 repeats, 2 near-repeats), one head"),
-        StreamSpec("redundant_domain_long", _known_redundancy("domain", "long"), False, FOR_MNIST,
+        StreamSpec("redundant_domain_long", _known_redundancy("domain", "long", train=2000, test=300), False, FOR_MNIST,
                    "mnist", "Known redundancy, domain-incremental MNIST: 24 experiences "
                    "(10 novel, 8 repeats, 6 near-repeats), one head"),
         StreamSpec("redundant_class_short", _known_redundancy("class", "short"), False, FOR_MNIST,

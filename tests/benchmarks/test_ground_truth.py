@@ -43,9 +43,11 @@ def test_decision_table_marks_each_experience_and_splits_a_long_stream_in_halves
     labels = [N] + [ExperienceRedundancy("repeat", 0, "perm0", (0, 1))] * 13
     row = {"stream": "s", "strategy": "litelora", "seed": 1, "lambda_sparsity": 0.01,
            "ground_truth": [dict(asdict(x), classes=list(x.classes)) for x in labels],
-           "pruned_names": [f"adapter_{i}" for i in range(1, 14, 2)]}
+           "pruned_names": [f"adapter_{i}" for i in range(1, 14, 2)],
+           "candidates": [{"experience": 1, "benefit_nats": 0.004, "final_logit": -1.25}]}
     table = ground_truth.decision_table([row, dict(row, strategy="per_task_lora")])
     assert table.count("**s**") == 1  # strategies that decide nothing get no table
-    assert "| 1 | repeat | 0 | perm0 | pruned |" in table and "| 2 | repeat | 0 | perm0 | kept |" in table
-    assert "| first half (experiences 1-6) | 0/0 | 3/6 |" in table
-    assert "| second half (experiences 7-13) | 0/0 | 4/7 |" in table
+    assert "| 1 | repeat | 0 | perm0 | +0.004 | -1.25 | pruned |" in table  # the probe's readings
+    assert "| 2 | repeat | 0 | perm0 | – | – | kept |" in table
+    assert "| first half (experiences 1-6) | 0/0 | 3/6 | 0/0 |" in table
+    assert "| second half (experiences 7-13) | 0/0 | 4/7 | 0/0 |" in table

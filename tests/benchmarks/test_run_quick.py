@@ -87,6 +87,7 @@ def test_every_litelora_candidate_is_read_before_its_gate_is_decided(quick_run):
     assert [int(r["experience"]) for r in rows] == [1, 2, 3, 4]
     for r in rows:
         assert 0.0 <= float(r["captured"]) <= 1.0 + 1e-6 and r["pruned"] in ("True", "False")
+        assert (float(r["final_logit"]) <= 0.0) == (r["pruned"] == "True")  # the prune rule: logit <= 0
 
 
 def test_choose_lambda_prefers_the_sparsest_within_tolerance():
