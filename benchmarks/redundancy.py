@@ -73,27 +73,34 @@ def candidate_benefit(strategy, model, max_samples: int = 1024) -> float:
     The strategy's training criterion (current classes only, class-incremental) on up to
     ``max_samples`` of the experience's training data, in evaluation mode, with the
     candidate's gate closed minus open: the quantity lambda is weighed against. Reads the
-    data in order, so no random number is drawn and the run is unchanged.
+    data in order under a forked generator, so a run is the same with or without the probe.
     """
     name, was_training = model.candidate, model.training
     logit = model.gate.logits[name]
-    saved, closed_minus_open, seen = logit.detach().clone(), 0.0, 0
+    saved = logit.detach().clone()
     model.eval()
-    try:
-        for batch in DataLoader(strategy.experience.dataset, batch_size=256):
-            x, y, t = (v.to(strategy.device) for v in (batch[0], batch[1], batch[-1]))
-            losses = []
-            for value in (-1.0, 1.0):  # closed, open: the gate reads the logit's sign
-                logit.data.fill_(value)
-                losses.append(float(strategy._criterion(avalanche_forward(strategy.model, x, t), y)))
-            closed_minus_open += (losses[0] - losses[1]) * len(y)
-            seen += len(y)
-            if seen >= max_samples:
-                break
-    finally:
-        logit.data.copy_(saved)
-        model.train(was_training)
+    with torch.random.fork_rng(devices=[]):  # a DataLoader draws its base seed from the global generator
+        try:
+            closed_minus_open, seen = _closed_minus_open(strategy, logit, max_samples)
+        finally:
+            logit.data.copy_(saved)
+            model.train(was_training)
     return closed_minus_open / max(seen, 1)
+
+
+def _closed_minus_open(strategy, logit, max_samples: int):
+    closed_minus_open, seen = 0.0, 0
+    for batch in DataLoader(strategy.experience.dataset, batch_size=256):
+        x, y, t = (v.to(strategy.device) for v in (batch[0], batch[1], batch[-1]))
+        losses = []
+        for value in (-1.0, 1.0):  # closed, open: the gate reads the logit's sign
+            logit.data.fill_(value)
+            losses.append(float(strategy._criterion(avalanche_forward(strategy.model, x, t), y)))
+        closed_minus_open += (losses[0] - losses[1]) * len(y)
+        seen += len(y)
+        if seen >= max_samples:
+            break
+    return closed_minus_open, seen
 
 
 def bank_summary(model) -> Dict[str, float]:

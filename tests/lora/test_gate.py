@@ -45,3 +45,21 @@ def test_eval_gate_is_logit_sign():
 def test_bad_tau():
     with pytest.raises(ValueError, match="tau"):
         AdapterGate(tau=0)
+
+
+@pytest.mark.parametrize("noise, open_rate", [("logistic", 0.5), ("gumbel", 0.632)])
+def test_noise_options_open_a_zero_logit_as_their_distributions_say(noise, open_rate):
+    """At logit 0 the symmetric logistic noise opens the gate half the time; the reference's
+    Gumbel sample (mean +0.58) opens it with probability 1 - exp(-1) = 0.632."""
+    gate = AdapterGate(noise=noise)
+    gate.add("new", 0.0)
+    gate.candidate, gate.selecting = "new", True
+    gate.train()
+    torch.manual_seed(0)
+    opened = sum(gate.values()["new"].item() for _ in range(4000)) / 4000
+    assert abs(opened - open_rate) < 0.03, opened
+
+
+def test_an_unknown_noise_is_refused():
+    with pytest.raises(ValueError, match="gate noise"):
+        AdapterGate(noise="gaussian")
