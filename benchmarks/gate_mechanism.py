@@ -8,7 +8,8 @@ Here the backbone is a frozen random projection of the pixels to 8 features: the
 absorb a new pixel permutation, so a novel experience's adapter is needed and a repeat's adds
 little to the adapter trained on its permutation. Stream: ``known_redundancy_stream`` domain
 form, schedule ``N N R0 R1``, 512 training images per experience; the same setting as
-``tests/data/test_gate_on_known_redundancy.py``. Prints, per seed and lambda, each
+``tests/data/test_gate_on_known_redundancy.py`` and the demo
+(:func:`avalanche_litelora.demo.narrow_bank_run`). Prints, per seed and lambda, each
 candidate's benefit (loss with its gate closed minus open, nats) and the gate's decision.
 """
 
@@ -17,31 +18,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-from avalanche.evaluation.metrics import accuracy_metrics
-from avalanche.training.plugins import EvaluationPlugin
-from torch import nn
-
-from avalanche_litelora import LiteLoRAStrategy, known_redundancy_stream
+from avalanche_litelora.demo import NARROW_SCHEDULE as SCHEDULE, narrow_bank_run
 from benchmarks.redundancy import CandidateRedundancyProbe
-
-SCHEDULE = "N N R0 R1"
-FEATURES = 8
 
 
 def run(seed: int, lambda_sparsity: float, data_root: str):
-    torch.manual_seed(seed)
-    stream = known_redundancy_stream(form="domain", schedule=SCHEDULE, seed=0, dataset_root=data_root,
-                                     train_per_experience=512, test_per_experience=128)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, FEATURES))
     probe = CandidateRedundancyProbe()
-    strategy = LiteLoRAStrategy(
-        model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
-        feature_dim=FEATURES, target_modules=("1",), rank=4, train_mb_size=32, train_epochs=4,
-        eval_mb_size=256, lambda_sparsity=lambda_sparsity, selection_mb_size=16, plugins=[probe],
-        evaluator=EvaluationPlugin(accuracy_metrics(stream=True), loggers=[]))
-    for exp in stream.train_stream:
-        strategy.train(exp)
+    stream, strategy = narrow_bank_run(data_root, lambda_sparsity, seed, plugins=[probe])
     accuracy = next(v for k, v in strategy.eval(stream.test_stream).items() if k.startswith("Top1_Acc_Stream"))
     return stream, probe.decisions(strategy), accuracy
 
