@@ -205,9 +205,7 @@ class LiteLoRAStrategy(_LoRABankStrategy):
             gate_noise=gate_noise,
         )
         check_gate_can_decide(init_logit, selection)
-        prune = PruneClosedCandidatePlugin(
-            refit_steps=refit_steps, refit_lr=refit_lr, class_incremental=not task_incremental
-        )
+        prune = PruneClosedCandidatePlugin(refit_steps=refit_steps, refit_lr=refit_lr)
         super().__init__(
             model=model,
             optimizer=optimizer,

@@ -10,7 +10,6 @@ import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.models.utils import avalanche_forward
 from avalanche.training.utils import _at_task_boundary
-from torch.nn import functional as F
 
 from avalanche_litelora.training.distributed import (
     broadcast_bank_,
@@ -18,9 +17,7 @@ from avalanche_litelora.training.distributed import (
     make_optimizer,
     wrap_for_training,
 )
-from avalanche_litelora.training.masking import keep_only_classes
 from avalanche_litelora.training.plugins._access import lora_model
-from avalanche_litelora.training.plugins.current_classes import experience_classes
 
 
 class PruneClosedCandidatePlugin(SupervisedPlugin, supports_distributed=True):
@@ -28,12 +25,14 @@ class PruneClosedCandidatePlugin(SupervisedPlugin, supports_distributed=True):
 
     The head rows of the current classes were trained together with the candidate; once
     it is gone they are refit for ``refit_steps`` minibatches on the reused bank (the
-    reference code skips this). Class-incremental, only the current classes' samples (not
-    a rehearsal buffer's) and rows take part, so earlier classes are untouched. Under torchrun the decision is rank 0's, broadcast with its
-    bank, so every rank keeps or prunes the same adapter.
+    reference code skips this) under the training loss itself, so the refit sees what
+    training saw: class-incremental, a minibatch of the current classes alone moves their
+    rows only, and a rehearsed one (:mod:`avalanche_litelora.training.masking`) every seen
+    class's. Under torchrun the decision is rank 0's, broadcast with its bank, so every rank
+    keeps or prunes the same adapter.
     """
 
-    def __init__(self, refit_steps: int = 50, refit_lr: float = 0.01, class_incremental: bool = True):
+    def __init__(self, refit_steps: int = 50, refit_lr: float = 0.01):
         super().__init__()
         if isinstance(refit_steps, bool) or not isinstance(refit_steps, int) or refit_steps < 0:
             raise ValueError(f"refit_steps must be an integer >= 0, got {refit_steps!r}")
@@ -44,7 +43,6 @@ class PruneClosedCandidatePlugin(SupervisedPlugin, supports_distributed=True):
             raise ValueError(f"refit_lr must be a finite number > 0, got {refit_lr!r}")
         self.refit_steps = refit_steps
         self.refit_lr = float(refit_lr)
-        self.class_incremental = class_incremental
         #: (adapter name, training experience index) of every pruned candidate.
         self.decisions = []
 
@@ -76,22 +74,14 @@ class PruneClosedCandidatePlugin(SupervisedPlugin, supports_distributed=True):
         params = [p for p in model.head.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(params, lr=self.refit_lr, momentum=0.9)
         wrap_for_training(strategy)  # the head alone trains now
-        classes = experience_classes(strategy.experience)
         was_training = model.training
         model.train()
         batches = itertools.cycle(strategy.dataloader) if len(strategy.dataloader) else []
         for mbatch in itertools.islice(batches, self.refit_steps):
             x, y, t = (v.to(strategy.device) for v in (mbatch[0], mbatch[1], mbatch[-1]))
-            if self.class_incremental:  # the current classes' samples only (not replayed ones)
-                own = torch.isin(y, torch.as_tensor(classes, device=y.device))
-                if not bool(own.any()):
-                    continue
-                x, y, t = x[own], y[own], t[own]
             logits = avalanche_forward(strategy.model, x, t)
-            if self.class_incremental:
-                logits = keep_only_classes(logits, classes)
             optimizer.zero_grad()
-            F.cross_entropy(logits, y).backward()
+            strategy._criterion(logits, y).mean().backward()
             optimizer.step()
         model.train(was_training)
         for p in params:
