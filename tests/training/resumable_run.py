@@ -6,7 +6,8 @@ resume tests kill. Not collected by pytest (no ``test_`` prefix); run as a scrip
 
 ``--stall-in-experience N`` prints ``STALLED-IN-EXPERIENCE N`` a few iterations into
 training experience N and sleeps, so the test can SIGKILL it there; ``--stall-in-write-after
-N`` makes the checkpoint written after experience N pause in the middle of the write.
+N`` makes the checkpoint written after experience N pause in the middle of the write
+(:class:`PausingWriter`, passed to the checkpoint write through its file-wrapper seam).
 The tests start it in a process forked from a server that has already imported Avalanche
 (:func:`run_forwarding_output`), which saves seconds of imports per run.
 """
@@ -17,7 +18,6 @@ import argparse
 import hashlib
 import io
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -35,7 +35,7 @@ from avalanche.training.determinism.rng_manager import RNGManager  # noqa: E402
 from avalanche.training.plugins import EvaluationPlugin  # noqa: E402
 
 from avalanche_litelora import LiteLoRAStrategy  # noqa: E402
-from avalanche_litelora.training.checkpoint import PAUSE_ENV  # noqa: E402
+from avalanche_litelora.training.checkpoint.format import set_file_wrapper  # noqa: E402
 from avalanche_litelora.training.loop import train_stream  # noqa: E402
 from avalanche_litelora.training.plugins import PruneClosedCandidatePlugin  # noqa: E402
 from builders import digits_benchmark, lite_kwargs, sgd, tiny_mlp  # noqa: E402
@@ -43,6 +43,26 @@ from builders import digits_benchmark, lite_kwargs, sgd, tiny_mlp  # noqa: E402
 SEED = 1993
 #: lambda and gate learning rate at which this stream prunes some candidates and keeps others.
 METHOD = dict(lambda_sparsity=0.05, selection_lr=0.02)
+
+
+class PausingWriter:
+    """Announces and pauses after the first bytes of a checkpoint are written (so a test can kill
+    the process mid-write); everything is passed on to ``file``, so the bytes are the same."""
+
+    def __init__(self, file, seconds: float, tmp):
+        self.file, self.seconds, self.tmp, self.paused = file, seconds, tmp, False
+
+    def write(self, data) -> int:
+        written = self.file.write(data)
+        if not self.paused:
+            self.paused = True
+            self.file.flush()
+            print(f"CHECKPOINT-WRITE-PAUSED {self.tmp}", file=sys.stderr, flush=True)
+            time.sleep(self.seconds)
+        return written
+
+    def flush(self) -> None:
+        self.file.flush()
 
 
 class StallPlugin(SupervisedPlugin):
@@ -61,7 +81,8 @@ class StallPlugin(SupervisedPlugin):
 
     def after_training_exp(self, strategy, **kwargs):
         if strategy.clock.train_exp_counter == self.in_write_after:
-            os.environ[PAUSE_ENV] = "120"  # the checkpoint that follows this experience
+            # the checkpoint that follows this experience
+            set_file_wrapper(lambda file, tmp: PausingWriter(file, 120, tmp))
 
 
 def build_strategy(stall: StallPlugin) -> LiteLoRAStrategy:

@@ -1,0 +1,43 @@
+"""Where a strategy keeps what a checkpoint saves, found the same way by every other module.
+
+The unwrapped model, the class names the fingerprint compares, the plugin attributes that are
+run state rather than settings, and the ``torch.Generator`` attributes: capture, restore and
+the fingerprint must agree on all four, so each is defined once, here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import torch
+from torch import nn
+
+#: Plugin attributes that are run state, not settings, by plugin class: restored on load.
+#: (Other plugins can define ``checkpoint_state()`` / ``load_checkpoint_state(state)``.)
+PLUGIN_STATE_ATTRIBUTES: Dict[str, tuple] = {
+    "avalanche_litelora.training.plugins.prune.PruneClosedCandidatePlugin": ("decisions",),
+}
+
+
+def _qualname(obj: Any) -> str:
+    cls = obj if isinstance(obj, type) else type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _state_attributes(plugin) -> tuple:
+    return tuple(a for c in type(plugin).__mro__ for a in PLUGIN_STATE_ATTRIBUTES.get(_qualname(c), ()))
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _generators(strategy) -> Dict[str, torch.Generator]:
+    """``torch.Generator`` attributes of the strategy and its plugins, by a stable name."""
+    found = {}
+    owners = [("strategy", strategy)] + [(f"plugin{i}", p) for i, p in enumerate(strategy.plugins)]
+    for owner_name, owner in owners:
+        for attr, value in sorted(vars(owner).items()):
+            if isinstance(value, torch.Generator):
+                found[f"{owner_name}.{attr}"] = value
+    return found
