@@ -9,8 +9,12 @@ from torch import nn
 
 from avalanche_litelora.lora.layer import LoRALinear, is_adaptable, qkv_slices
 
-#: timm ViT attention's fused projection; LoRA goes on its q and v slices.
+#: The default: timm ViT attention's fused projection, LoRA on its q and v slices. A model
+#: without ``qkv`` falls back to a transformers encoder's query / value projections, and a
+#: model with neither (an MLP, a CNN) to every Linear and 1x1 conv outside the classifier,
+#: so every strategy runs with its defaults on any backbone (see :func:`find_target_modules`).
 DEFAULT_TARGET_MODULES = ("qkv",)
+_ATTENTION_FALLBACK = ("query", "value")
 
 
 def _matches(name: str, pattern: str) -> bool:
@@ -26,7 +30,20 @@ def linear_module_names(model: nn.Module) -> list:
 def find_target_modules(
     model: nn.Module, target_modules: Sequence[str], exclude: Sequence[str] = ()
 ) -> list:
-    """Names of the Linear (or pointwise conv) modules matched by ``target_modules``."""
+    """Names of the Linear (or pointwise conv) modules matched by ``target_modules``.
+
+    Given the default object :data:`DEFAULT_TARGET_MODULES` itself, a model without a match
+    takes the fallbacks that constant describes; an explicit list never falls back.
+    """
+    if target_modules is DEFAULT_TARGET_MODULES:
+        adaptable = [n for n in linear_module_names(model) if n not in exclude]
+        for patterns in (DEFAULT_TARGET_MODULES, _ATTENTION_FALLBACK):
+            if any(_matches(n, p) for n in adaptable for p in patterns):
+                target_modules = patterns
+                break
+        else:
+            if adaptable:
+                return adaptable
     if isinstance(target_modules, str):
         target_modules = [target_modules]
     try:

@@ -21,12 +21,16 @@ from avalanche_litelora.models.seeded_heads import SeededIncrementalClassifier, 
 CLASSIFIER_NAMES = ("head", "classifier", "fc")
 
 
-def find_classifier(backbone: nn.Module, feature_dim: Optional[int] = None) -> Tuple[Optional[str], int]:
+def find_classifier(
+    backbone: nn.Module, feature_dim: Optional[int] = None
+) -> Tuple[Optional[str], Optional[int]]:
     """Locate the backbone's own classifier without changing anything.
 
     Returns ``(how_to_remove, feature_size)``: ``"reset_classifier"`` for timm models, the
     attribute name of an ``nn.Linear`` at ``head`` / ``classifier`` / ``fc``, or ``None``
-    when ``feature_dim`` says the backbone already outputs features.
+    for a backbone that already outputs features, whose ``feature_size`` is then
+    ``feature_dim``, or ``None`` to be measured on the first experience
+    (:mod:`avalanche_litelora.models.pending_head`).
     """
     if feature_dim is not None:
         if isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim <= 0:
@@ -38,11 +42,7 @@ def find_classifier(backbone: nn.Module, feature_dim: Optional[int] = None) -> T
         layer = getattr(backbone, name, None)
         if isinstance(layer, nn.Linear):
             return name, layer.in_features
-    raise ValueError(
-        "cannot find the backbone's classifier: give a timm model, a model with an "
-        f"nn.Linear attribute named one of {CLASSIFIER_NAMES}, or pass feature_dim= for a "
-        "backbone that already outputs features"
-    )
+    return None, None
 
 
 def classifier_module_names(backbone: nn.Module, how: Optional[str]) -> List[str]:

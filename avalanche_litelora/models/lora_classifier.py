@@ -29,6 +29,7 @@ from avalanche_litelora.models.heads import (
     remove_classifier,
     resize_head_like,
 )
+from avalanche_litelora.models.pending_head import PendingHead, head_for_loading
 from avalanche_litelora.models.seeding import (
     check_seed,
     default_seed,
@@ -95,8 +96,11 @@ class LoRAClassifier(nn.Module):
 
         self.seed = default_seed() if seed is None else seed
         self.backbone = backbone
+        head_seed = derive_seed(self.seed, "head")
+        if head is None and in_features is None:  # headless: measured on the first experience
+            head = PendingHead(task_incremental, initial_out_features, head_seed)
         self.head = head if head is not None else make_head(
-            in_features, task_incremental, initial_out_features, seed=derive_seed(self.seed, "head")
+            in_features, task_incremental, initial_out_features, seed=head_seed
         )
         for p in self.head.parameters():
             p.requires_grad_(True)
@@ -407,6 +411,7 @@ def _rebuild_bank_for_loading(module: LoRAClassifier, state_dict, prefix, *args)
     Only a dict saved from a LoRAClassifier (it carries the bank's extra state) rebuilds the
     bank; a partial dict (say, a head alone) leaves the adapters as they are.
     """
+    module.head = head_for_loading(module.head, state_dict, prefix + "head.")
     resize_head_like(module.head, state_dict, prefix + "head.")
     if prefix + "_extra_state" not in state_dict:
         return

@@ -25,6 +25,7 @@ from avalanche_litelora.models.heads import (
     remove_classifier,
     resize_head_like,
 )
+from avalanche_litelora.models.pending_head import PendingHead, head_for_loading
 from avalanche_litelora.share.basis import validate_basis_choice
 from avalanche_litelora.share.layer import SUBSPACE_TENSORS, ShareLinear
 
@@ -88,11 +89,12 @@ class ShareClassifier(MultiTaskModule):
             raise ValueError(f"unknown_task must be one of {UNKNOWN_TASK_CHOICES}, got {unknown_task!r}")
         how, in_features = find_classifier(backbone, feature_dim)
         excluded = classifier_module_names(backbone, how)
-        targets = [target_modules] if isinstance(target_modules, str) else list(target_modules)
-        layers = inject_lora(backbone, targets, rank, exclude=excluded, layer_type=ShareLinear)
+        layers = inject_lora(backbone, target_modules, rank, exclude=excluded, layer_type=ShareLinear)
         remove_classifier(backbone, how)
 
         self.backbone = backbone
+        if head is None and in_features is None:  # headless: measured on the first experience
+            head = PendingHead(True, initial_out_features, None)
         self.head = head if head is not None else make_head(in_features, True, initial_out_features)
         for p in self.head.parameters():
             p.requires_grad_(True)
@@ -282,6 +284,7 @@ def _regrow_for_loading(module: ShareClassifier, state_dict, prefix, *args) -> N
     Only a full ShareClassifier state dict (it carries the extra state) reshapes the
     layers; a partial one (a head alone) leaves them as they are.
     """
+    module.head = head_for_loading(module.head, state_dict, prefix + "head.")
     resize_head_like(module.head, state_dict, prefix + "head.")
     if prefix + "_extra_state" not in state_dict:
         return

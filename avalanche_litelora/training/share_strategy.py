@@ -16,6 +16,7 @@ from avalanche_litelora.share.model import MergeReport, ShareClassifier
 from avalanche_litelora.training.checkpoint import CheckpointMixin
 from avalanche_litelora.training.compatibility import check_plugins
 from avalanche_litelora.training.distributed import RankSafeTemplateMixin, refuse_unsupported_plugins
+from avalanche_litelora.training.first_experience import HeadFromFirstExperienceMixin
 from avalanche_litelora.training.plugins.share import (
     ShareGuardPlugin,
     ShareMergePlugin,
@@ -24,7 +25,7 @@ from avalanche_litelora.training.plugins.share import (
 )
 
 
-class ShareStrategy(CheckpointMixin, RankSafeTemplateMixin, SupervisedTemplate):
+class ShareStrategy(HeadFromFirstExperienceMixin, CheckpointMixin, RankSafeTemplateMixin, SupervisedTemplate):
     """Share: one shared LoRA subspace per layer, a few coefficients per task.
 
     The first experience trains a rank-``rank`` adapter that seeds the bases. Every later
@@ -45,7 +46,8 @@ class ShareStrategy(CheckpointMixin, RankSafeTemplateMixin, SupervisedTemplate):
     :param k: fixed basis size instead of a threshold.
     :param target_modules: Linear module names (dotted suffixes or globs) to adapt;
         timm's fused ``qkv`` is adapted on its q and v slices.
-    :param feature_dim: for a backbone that already outputs features.
+    :param feature_dim: for a backbone that already outputs features (default: measured
+        by one forward pass on the first experience).
     :param unknown_task: ``"backbone"`` (a task without coefficients runs through the bare
         backbone, as evaluation of future experiences needs) or ``"error"``.
     Every other keyword goes to ``SupervisedTemplate``.

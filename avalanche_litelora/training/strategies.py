@@ -20,6 +20,7 @@ from avalanche_litelora.models.task_routed import TaskRoutedLoRAClassifier
 from avalanche_litelora.training.checkpoint import CheckpointMixin
 from avalanche_litelora.training.compatibility import check_plugins
 from avalanche_litelora.training.distributed import RankSafeTemplateMixin, refuse_unsupported_plugins
+from avalanche_litelora.training.first_experience import HeadFromFirstExperienceMixin
 from avalanche_litelora.training.plugins import (
     BankGuardPlugin,
     CurrentClassesLossPlugin,
@@ -58,7 +59,9 @@ def _check_template_arguments(model, task_incremental, merge_for_eval, base_kwar
             )
 
 
-class _LoRABankStrategy(CheckpointMixin, RankSafeTemplateMixin, SupervisedTemplate):
+class _LoRABankStrategy(
+    HeadFromFirstExperienceMixin, CheckpointMixin, RankSafeTemplateMixin, SupervisedTemplate
+):
     """Wires a plain backbone into a :class:`LoRAClassifier` and appends bank plugins.
 
     ``save_checkpoint(path)`` / ``resume(path)`` come from :class:`CheckpointMixin`.
@@ -168,7 +171,8 @@ class LiteLoRAStrategy(_LoRABankStrategy):
     :param refit_lr: SGD learning rate of that refit.
     :param task_incremental: multi-head with Avalanche task labels instead of one
         growing head with cross-entropy on the current classes.
-    :param feature_dim: for a backbone that already outputs features.
+    :param feature_dim: for a backbone that already outputs features (default: measured
+        by one forward pass on the first experience).
     :param merge_for_eval: evaluate with open adapters merged into the base weights.
     Every other keyword goes to ``SupervisedTemplate``.
     """

@@ -5,6 +5,7 @@ from avalanche.models.utils import avalanche_model_adaptation
 from torch import nn
 
 from avalanche_litelora import LoRAClassifier
+from avalanche_litelora.models.pending_head import PendingHead
 from builders import MLP_TARGETS, digits_benchmark, tiny_mlp, tiny_vit
 
 
@@ -108,8 +109,10 @@ def test_bad_construction_leaves_backbone_untouched():
         LoRAClassifier(vit, rank=2, tau=-1.0)
     assert isinstance(vit.head, nn.Linear)
     assert all(p.requires_grad for p in vit.parameters())
-    with pytest.raises(ValueError, match="classifier"):
-        LoRAClassifier(nn.Sequential(nn.Flatten(), nn.Linear(64, 8)), rank=2, target_modules=["1"])
+    # a backbone without a recognised classifier is a feature extractor, not an error: its
+    # head waits for the first experience (tests/training/test_defaults.py)
+    headless = LoRAClassifier(nn.Sequential(nn.Flatten(), nn.Linear(64, 8)), rank=2, target_modules=["1"])
+    assert isinstance(headless.head, PendingHead)
 
 
 def test_mixed_task_labels_in_one_minibatch_route_to_their_heads():
