@@ -1,5 +1,13 @@
 """avalanche-litelora: gated, prunable LoRA adapter banks for continual learning in Avalanche."""
 
+from avalanche_litelora.config import (
+    LiteLoRAConfig,
+    LoRABankConfig,
+    PerTaskLoRAConfig,
+    SequentialLoRAConfig,
+    ShareConfig,
+    TaskRoutedLoRAConfig,
+)
 from avalanche_litelora.analysis import RedundancyReport, analyse_model, analyse_state_dict
 from avalanche_litelora.data import (
     ExperienceRedundancy,
@@ -49,6 +57,13 @@ from avalanche_litelora.training.plugins import (
 __version__ = "0.1.0"
 
 __all__ = [
+    # settings
+    "LiteLoRAConfig",
+    "LoRABankConfig",
+    "PerTaskLoRAConfig",
+    "SequentialLoRAConfig",
+    "ShareConfig",
+    "TaskRoutedLoRAConfig",
     # strategies
     "LiteLoRAStrategy",
     "PerTaskLoRAStrategy",

@@ -53,7 +53,7 @@ def reference_table(rows: Sequence[Dict[str, Any]], reference: Dict[str, Any], n
         text += f"\nThe reference README publishes no numbers for `{name}`.\n"
     elif any(r["experiences"] > 10 for r in rows):
         text += ("\nThe reference's forgetting for more than 10 tasks is computed from accuracy rows sorted "
-                 "as strings, so those figures are not comparable (shared/METHOD.md).\n")
+                 "as strings, so those figures are not comparable.\n")
     return text
 
 

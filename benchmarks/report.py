@@ -83,7 +83,7 @@ def _mean(groups, stream: str, strategy: str, column: str):
 
 
 def goal_checks(rows: Sequence[Dict[str, Any]]) -> List[Tuple[str, str, bool]]:
-    """The issue's targets, per stream: (stream, what was measured, met?)."""
+    """The project's targets, per stream: (stream, what was measured, met?)."""
     groups = _groups(rows)
     checks: List[Tuple[str, str, bool]] = []
     for stream in dict.fromkeys(r["stream"] for r in rows):

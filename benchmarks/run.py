@@ -3,6 +3,8 @@
     python -m benchmarks.run              # the default suite, one seed (see configs/suites.json)
     python -m benchmarks.run --quick      # a three-minute smoke run
     python -m benchmarks.run --full       # three seeds, more data (GPU-sized)
+    python -m benchmarks.run --paper cifar100|imagenet_r|...   # the paper's configuration
+                                          # (its own options: --paper imagenet_r --help)
 
 Writes results.csv, results.md, sweep.csv, figures/*.png and one TensorBoard folder per
 run under --out. Every run goes through Avalanche's train/eval loop and EvaluationPlugin.

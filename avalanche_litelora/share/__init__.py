@@ -1,4 +1,4 @@
-"""Share: one shared LoRA subspace per layer for the whole stream (METHOD.md section 2)."""
+"""Share: one shared LoRA subspace per layer for the whole stream (Share, arXiv 2602.06043)."""
 
 from avalanche_litelora.share.basis import (
     SubspaceMerge,

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import CrossEntropyLoss
 from torch.optim import Optimizer
 
-from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
+from avalanche_litelora.config import ShareConfig, accepts_config_keywords
 from avalanche_litelora.models.heads import classifier_parameters, find_classifier
 from avalanche_litelora.share.model import MergeReport, ShareClassifier
 from avalanche_litelora.training.checkpoint import CheckpointMixin
@@ -25,6 +25,7 @@ from avalanche_litelora.training.plugins.share import (
 )
 
 
+@accepts_config_keywords
 class ShareStrategy(HeadFromFirstExperienceMixin, CheckpointMixin, RankSafeTemplateMixin, SupervisedTemplate):
     """Share: one shared LoRA subspace per layer, a few coefficients per task.
 
@@ -39,41 +40,30 @@ class ShareStrategy(HeadFromFirstExperienceMixin, CheckpointMixin, RankSafeTempl
 
     :param model: a plain backbone (wired here: LoRA layers, multi-head), or a ready
         :class:`ShareClassifier`, whose own rank, targets, head and unknown-task rule apply.
-    :param rank: rank of the first adapter; also the rank of the per-task-LoRA equivalent.
-    :param pseudo_rank: p, width of each later task's coefficients.
-    :param temporary_vectors: phi, extra basis vectors trained with each later task.
-    :param explained_variance: energy threshold for k (default 0.6 when ``k`` is None).
-    :param k: fixed basis size instead of a threshold.
-    :param target_modules: Linear module names (dotted suffixes or globs) to adapt;
-        timm's fused ``qkv`` is adapted on its q and v slices.
-    :param feature_dim: for a backbone that already outputs features (default: measured
-        by one forward pass on the first experience).
-    :param unknown_task: ``"backbone"`` (a task without coefficients runs through the bare
-        backbone, as evaluation of future experiences needs) or ``"error"``.
+    :param config: a :class:`~avalanche_litelora.config.ShareConfig`, or its fields as
+        keywords (``rank``, ``pseudo_rank``, ``explained_variance``, ...).
     Every other keyword goes to ``SupervisedTemplate``.
     """
+
+    config_class = ShareConfig
 
     def __init__(
         self,
         *,
         model: nn.Module,
         optimizer: Optimizer,
+        config: Optional[ShareConfig] = None,
         criterion=None,
-        rank: int = 10,
-        pseudo_rank: int = 1,
-        temporary_vectors: int = 2,
-        explained_variance: Optional[float] = None,
-        k: Optional[int] = None,
-        target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
-        feature_dim: Optional[int] = None,
-        unknown_task: str = "backbone",
         plugins: Optional[Sequence[BasePlugin]] = None,
-        **base_kwargs,
+        **kwargs,
     ):
+        config, base_kwargs = ShareConfig.from_keywords(config, kwargs)
+        #: The settings, validated (a ``dataclasses`` instance: ``asdict(strategy.config)``).
+        self.config = config
         share_plugins = [
             ShareGuardPlugin(),
-            ShareOpenTaskPlugin(pseudo_rank=pseudo_rank, temporary_vectors=temporary_vectors),
-            ShareMergePlugin(explained_variance=explained_variance, k=k),
+            ShareOpenTaskPlugin(pseudo_rank=config.pseudo_rank, temporary_vectors=config.temporary_vectors),
+            ShareMergePlugin(explained_variance=config.explained_variance, k=config.k),
         ]
         # SupervisedTemplate rejects unknown keywords before the backbone is touched.
         super().__init__(
@@ -88,14 +78,14 @@ class ShareStrategy(HeadFromFirstExperienceMixin, CheckpointMixin, RankSafeTempl
         if isinstance(model, ShareClassifier):
             self.model = model
         else:
-            how, _ = find_classifier(model, feature_dim)
+            how, _ = find_classifier(model, config.feature_dim)
             replaced = {k: id(v) for k, v in classifier_parameters(model, how).items()}
             self.model = ShareClassifier(
                 model,
-                rank=rank,
-                target_modules=target_modules,
-                feature_dim=feature_dim,
-                unknown_task=unknown_task,
+                rank=config.rank,
+                target_modules=config.target_modules,
+                feature_dim=config.feature_dim,
+                unknown_task=config.unknown_task,
             )
             # the head joins the optimizer group of the classifier it replaced
             self.model.replaced_classifier_ids = replaced

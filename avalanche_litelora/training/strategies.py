@@ -6,6 +6,7 @@ All three share one model class and one set of plugins, so LiteLoRA, per-task Lo
 
 from __future__ import annotations
 
+import dataclasses
 from typing import List, Optional, Sequence
 
 from avalanche.core import BasePlugin
@@ -14,7 +15,14 @@ from torch import nn
 from torch.nn import CrossEntropyLoss
 from torch.optim import Optimizer
 
-from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
+from avalanche_litelora.config import (
+    LiteLoRAConfig,
+    LoRABankConfig,
+    PerTaskLoRAConfig,
+    SequentialLoRAConfig,
+    TaskRoutedLoRAConfig,
+    accepts_config_keywords,
+)
 from avalanche_litelora.models.lora_classifier import LoRAClassifier
 from avalanche_litelora.models.task_routed import TaskRoutedLoRAClassifier
 from avalanche_litelora.training.checkpoint import CheckpointMixin
@@ -39,11 +47,8 @@ def _is_count(value, minimum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
-def _check_template_arguments(model, task_incremental, merge_for_eval, base_kwargs) -> None:
+def _check_template_arguments(model, base_kwargs) -> None:
     """What Avalanche would only trip over at ``train()``, refused before anything changes."""
-    for name, value in (("task_incremental", task_incremental), ("merge_for_eval", merge_for_eval)):
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} must be True or False, got {value!r}")
     for name in ("train_mb_size", "train_epochs"):
         if name in base_kwargs and not _is_count(base_kwargs[name], 1):
             raise ValueError(f"{name} must be a positive integer, got {base_kwargs[name]!r}")
@@ -59,38 +64,46 @@ def _check_template_arguments(model, task_incremental, merge_for_eval, base_kwar
             )
 
 
+@accepts_config_keywords(config_class=LiteLoRAConfig)  # every bank setting passes Avalanche's check
 class _LoRABankStrategy(
     HeadFromFirstExperienceMixin, CheckpointMixin, RankSafeTemplateMixin, SupervisedTemplate
 ):
     """Wires a plain backbone into a :class:`LoRAClassifier` and appends bank plugins.
 
+    Its settings are one config (:attr:`config_class`), given as ``config=`` or as its
+    fields' keywords; every other keyword goes to ``SupervisedTemplate``.
     ``save_checkpoint(path)`` / ``resume(path)`` come from :class:`CheckpointMixin`.
     """
 
     #: The model a plain backbone is wired into.
     model_class = LoRAClassifier
+    #: The settings this strategy takes.
+    config_class = LoRABankConfig
 
     def __init__(
         self,
         *,
         model: nn.Module,
         optimizer: Optimizer,
-        bank_plugins: List[BasePlugin],
+        config: Optional[LoRABankConfig] = None,
         criterion=None,
-        rank: int = 10,
-        target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
-        init_logit: float = 0.5,
-        tau: float = 1.0,
-        task_incremental: bool = False,
-        feature_dim: Optional[int] = None,
-        merge_for_eval: bool = True,
         plugins: Optional[Sequence[BasePlugin]] = None,
-        **base_kwargs,
+        **kwargs,
     ):
-        _check_template_arguments(model, task_incremental, merge_for_eval, base_kwargs)
-        if not task_incremental:
+        config, base_kwargs = self.config_class.from_keywords(config, kwargs)
+        foreign = sorted(set(base_kwargs) & {f.name for f in dataclasses.fields(LiteLoRAConfig)})
+        if foreign:
+            raise TypeError(
+                f"{foreign} are LiteLoRA settings, not settings of {type(self).__name__} "
+                f"(its settings: {self.config_class.__name__})"
+            )
+        _check_template_arguments(model, base_kwargs)
+        #: The settings, validated (a ``dataclasses`` instance: ``asdict(strategy.config)``).
+        self.config = config
+        bank_plugins = self._bank_plugins(config)
+        if not config.task_incremental:
             bank_plugins = bank_plugins + [CurrentClassesLossPlugin()]
-        if merge_for_eval:
+        if config.merge_for_eval:
             bank_plugins = bank_plugins + [MergedEvalPlugin()]
         all_plugins = [BankGuardPlugin()] + bank_plugins + list(plugins or [])
         # SupervisedTemplate rejects unknown keywords before the backbone is touched.
@@ -108,13 +121,17 @@ class _LoRABankStrategy(
         else:
             self.model = self.model_class(
                 model,
-                rank=rank,
-                target_modules=target_modules,
-                task_incremental=task_incremental,
-                feature_dim=feature_dim,
-                init_logit=init_logit,
-                tau=tau,
+                rank=config.rank,
+                target_modules=config.target_modules,
+                task_incremental=config.task_incremental,
+                feature_dim=config.feature_dim,
+                init_logit=config.init_logit,
+                tau=config.tau,
             )
+
+    def _bank_plugins(self, config) -> List[BasePlugin]:
+        """The lifecycle plugins that make this strategy the method it is."""
+        raise NotImplementedError
 
     # Read-outs: the numbers users watch, straight from the bank.
     @property
@@ -139,6 +156,7 @@ class _LoRABankStrategy(
         return self.lora_model.magnitudes()
 
 
+@accepts_config_keywords
 class LiteLoRAStrategy(_LoRABankStrategy):
     """LiteLoRA: one gated candidate adapter per experience, kept only if it earns its place.
 
@@ -149,142 +167,68 @@ class LiteLoRAStrategy(_LoRABankStrategy):
 
     :param model: a plain backbone (wired here), or a ready :class:`LoRAClassifier`, whose
         own rank, targets, head and gate settings then apply.
-    :param rank: LoRA rank of every adapter.
-    :param target_modules: Linear module names (dotted suffixes or globs) to adapt;
-        timm's fused ``qkv`` is adapted on its q and v slices.
-    :param lambda_sparsity: weight of the L1 penalty on the candidate's gate, in nats of
-        cross-entropy per sample: roughly, a candidate is kept when it lowers the mean loss
-        of the experience by more than this (see the README for the scale).
-    :param selection_epochs: passes over the experience's minibatches in the selection phase.
-    :param min_selection_steps: the phase makes at least this many logit updates, cycling
-        the data, so a small experience reaches a decision as a large one does.
-    :param selection_lr: AdamW learning rate of the gate logit.
-    :param selection_mb_size: the strategy's minibatches are cut into chunks of this size
-        during selection (default: uncut).
-    :param gate_noise: ``"gumbel"`` (the reference code's, biased towards open) or
-        ``"logistic"`` (the binary-concrete relaxation, symmetric).
-    :param init_logit: initial gate logit (> 0: the gate starts open).
-    :param tau: gate temperature.
-    :param train_past_magnitudes: SD-LoRA's choice (True) trains earlier adapters'
-        magnitudes with each new experience; False freezes them with their adapter.
-    :param refit_steps: head refit minibatches after a pruning (0 disables).
-    :param refit_lr: SGD learning rate of that refit.
-    :param task_incremental: multi-head with Avalanche task labels instead of one
-        growing head with cross-entropy on the current classes.
-    :param feature_dim: for a backbone that already outputs features (default: measured
-        by one forward pass on the first experience).
-    :param merge_for_eval: evaluate with open adapters merged into the base weights.
+    :param optimizer: for the backbone's parameters; the bank's join its groups.
+    :param config: a :class:`~avalanche_litelora.config.LiteLoRAConfig`, or its fields as
+        keywords (``rank``, ``lambda_sparsity``, ``min_selection_steps``, ...).
     Every other keyword goes to ``SupervisedTemplate``.
     """
 
-    def __init__(
-        self,
-        *,
-        model: nn.Module,
-        optimizer: Optimizer,
-        criterion=None,
-        rank: int = 10,
-        target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
-        lambda_sparsity: float = 0.03,
-        selection_epochs: int = 1,
-        min_selection_steps: int = 100,
-        selection_lr: float = 0.05,
-        selection_mb_size: Optional[int] = None,
-        gate_noise: str = "gumbel",
-        init_logit: float = 0.5,
-        tau: float = 1.0,
-        train_past_magnitudes: bool = True,
-        refit_steps: int = 50,
-        refit_lr: float = 0.01,
-        task_incremental: bool = False,
-        feature_dim: Optional[int] = None,
-        **base_kwargs,
-    ):
+    config_class = LiteLoRAConfig
+
+    def _bank_plugins(self, config: LiteLoRAConfig) -> List[BasePlugin]:
         selection = GateSelectionPlugin(
-            lambda_sparsity=lambda_sparsity,
-            selection_epochs=selection_epochs,
-            selection_lr=selection_lr,
-            selection_mb_size=selection_mb_size,
-            min_selection_steps=min_selection_steps,
-            gate_noise=gate_noise,
+            lambda_sparsity=config.lambda_sparsity,
+            selection_epochs=config.selection_epochs,
+            selection_lr=config.selection_lr,
+            selection_mb_size=config.selection_mb_size,
+            min_selection_steps=config.min_selection_steps,
+            gate_noise=config.gate_noise,
         )
-        check_gate_can_decide(init_logit, selection)
-        prune = PruneClosedCandidatePlugin(refit_steps=refit_steps, refit_lr=refit_lr)
-        super().__init__(
-            model=model,
-            optimizer=optimizer,
-            criterion=criterion,
-            bank_plugins=[
-                OpenCandidatePlugin(train_past_magnitudes=train_past_magnitudes),
-                selection,
-                prune,
-                FreezeBankPlugin(),
-            ],
-            rank=rank,
-            target_modules=target_modules,
-            init_logit=init_logit,
-            tau=tau,
-            task_incremental=task_incremental,
-            feature_dim=feature_dim,
-            **base_kwargs,
-        )
+        check_gate_can_decide(config.init_logit, selection)
+        return [
+            OpenCandidatePlugin(train_past_magnitudes=config.train_past_magnitudes),
+            selection,
+            PruneClosedCandidatePlugin(refit_steps=config.refit_steps, refit_lr=config.refit_lr),
+            FreezeBankPlugin(),
+        ]
 
 
+@accepts_config_keywords
 class PerTaskLoRAStrategy(_LoRABankStrategy):
     """SD-LoRA behaviour: one adapter per experience, every adapter kept, no selection.
 
     Every adapter of the bank acts on every input (a sum), as in SD-LoRA and LiteLoRA; for
-    one adapter per task and nothing else, see :class:`TaskRoutedLoRAStrategy`.
+    one adapter per task and nothing else, see :class:`TaskRoutedLoRAStrategy`. Settings:
+    :class:`~avalanche_litelora.config.PerTaskLoRAConfig`.
     """
 
-    def __init__(
-        self,
-        *,
-        model: nn.Module,
-        optimizer: Optimizer,
-        train_past_magnitudes: bool = True,
-        **kwargs,
-    ):
-        super().__init__(
-            model=model,
-            optimizer=optimizer,
-            bank_plugins=[
-                OpenCandidatePlugin(train_past_magnitudes=train_past_magnitudes),
-                FreezeBankPlugin(),
-            ],
-            **kwargs,
-        )
+    config_class = PerTaskLoRAConfig
+
+    def _bank_plugins(self, config: PerTaskLoRAConfig) -> List[BasePlugin]:
+        return [OpenCandidatePlugin(train_past_magnitudes=config.train_past_magnitudes), FreezeBankPlugin()]
 
 
+@accepts_config_keywords
 class SequentialLoRAStrategy(_LoRABankStrategy):
     """One adapter fine-tuned through the whole stream (the forgetting-prone baseline)."""
 
-    def __init__(self, *, model: nn.Module, optimizer: Optimizer, **kwargs):
-        super().__init__(
-            model=model,
-            optimizer=optimizer,
-            bank_plugins=[OpenCandidatePlugin(single_adapter=True)],
-            **kwargs,
-        )
+    config_class = SequentialLoRAConfig
+
+    def _bank_plugins(self, config: SequentialLoRAConfig) -> List[BasePlugin]:
+        return [OpenCandidatePlugin(single_adapter=True)]
 
 
+@accepts_config_keywords
 class TaskRoutedLoRAStrategy(_LoRABankStrategy):
     """One adapter per task, and each task's inputs see only their own (task-incremental).
 
     The zero-forgetting reference for :class:`PerTaskLoRAStrategy`, whose summed bank lets
     every new adapter act on earlier tasks. Needs Avalanche task labels at train and test time.
+    Settings: :class:`~avalanche_litelora.config.TaskRoutedLoRAConfig`.
     """
 
     model_class = TaskRoutedLoRAClassifier
+    config_class = TaskRoutedLoRAConfig
 
-    def __init__(self, *, model: nn.Module, optimizer: Optimizer, **kwargs):
-        if kwargs.pop("task_incremental", True) is not True:
-            raise ValueError("TaskRoutedLoRAStrategy routes by task label: task_incremental must be True")
-        kwargs.setdefault("merge_for_eval", False)  # no single merged weight serves every task
-        super().__init__(
-            model=model,
-            optimizer=optimizer,
-            bank_plugins=[OpenTaskAdapterPlugin(), FreezeBankPlugin()],
-            task_incremental=True,
-            **kwargs,
-        )
+    def _bank_plugins(self, config: TaskRoutedLoRAConfig) -> List[BasePlugin]:
+        return [OpenTaskAdapterPlugin(), FreezeBankPlugin()]
