@@ -116,12 +116,9 @@ class ShareClassifier(MultiTaskModule):
     def share_layers(self) -> Dict[str, ShareLinear]:
         return {n: self.backbone.get_submodule(n) for n in self.share_layer_names}
 
-    def forward(self, x: Tensor, task_labels: Optional[Tensor] = None) -> Tensor:
-        if task_labels is None:
-            raise ValueError(
-                "Share is task-incremental: the model needs one task label per sample to "
-                "pick that task's coefficients (Avalanche strategies pass them)"
-            )
+    def forward(self, x: Tensor, task_labels: Optional[Tensor] = None):
+        """Each sample through its task's coefficients; with ``task_labels=None``, as every
+        ``MultiTaskModule``, a dict of every trained task's output (LwF distils them all)."""
         # Avalanche pads every task's logits to max_class_label columns: cover every head.
         if isinstance(self.head, MultiHeadClassifier):
             widths = [c.classifier.out_features for c in self.head.classifiers.values()]

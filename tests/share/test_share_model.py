@@ -95,10 +95,25 @@ def test_mixed_task_labels_route_each_sample_to_its_own_task():
             assert not torch.allclose(mixed[~mask], expected[~mask], atol=1e-3)
 
 
-def test_missing_task_labels_raise():
-    model = _model()
-    with pytest.raises(ValueError, match="task label"):
-        model(_x())
+def test_without_task_labels_it_returns_every_trained_tasks_output(ti_benchmark):
+    """As every MultiTaskModule does (LwF distils all heads through it)."""
+    from avalanche_litelora import ShareStrategy
+    from builders import MLP_TARGETS, quiet_evaluator, sgd, tiny_mlp
+
+    backbone = tiny_mlp()
+    strategy = ShareStrategy(
+        model=backbone, optimizer=sgd(backbone), rank=4, target_modules=MLP_TARGETS,
+        train_mb_size=32, train_epochs=1, evaluator=quiet_evaluator(),
+    )
+    for experience in list(ti_benchmark.train_stream)[:2]:
+        strategy.train(experience)
+    model = strategy.model.eval()
+    x = ti_benchmark.test_stream[0].dataset[0][0].unsqueeze(0).repeat(3, 1, 1, 1)
+    with torch.no_grad():
+        every = model(x)
+        assert sorted(every) == [0, 1]
+        for task, out in every.items():
+            torch.testing.assert_close(out, model(x, torch.full((3,), task))[:, : out.shape[1]])
 
 
 def test_unknown_task_runs_on_the_bare_backbone_by_default_or_raises_if_asked():
