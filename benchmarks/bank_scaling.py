@@ -38,7 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from avalanche_litelora.backbones import create_backbone
-from avalanche_litelora.models.lora_classifier import LoRAClassifier
+from avalanche_litelora.models.lora_classifier import LoRAClassifier, Phase
 from avalanche_litelora.share import ShareClassifier
 from avalanche_litelora.share.model import task_key
 from benchmarks.measure import interleaved_times, paired_ratio
@@ -111,13 +111,11 @@ def lora_phase(model: LoRAClassifier, phase: str) -> torch.optim.Optimizer:
     """Put the model in a phase of its strategy; the optimizer over what trains in it."""
     if phase == "magnitude":
         model.gate.selecting = False
-        model.set_trainable(candidate_adapter=True, candidate_magnitude=True, past_magnitudes=True,
-                            candidate_logit=False, head=True)
+        model.magnitude_phase(train_past_magnitudes=True)
         params = [p for p in model.parameters() if p.requires_grad]
         return torch.optim.SGD(params, lr=LR, momentum=0.9)
     model.gate.selecting = True
-    model.set_trainable(candidate_adapter=False, candidate_magnitude=False, past_magnitudes=False,
-                        candidate_logit=True, head=False)
+    model.set_phase(Phase.SELECTION)
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR)
 
 

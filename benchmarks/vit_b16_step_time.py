@@ -31,8 +31,7 @@ def main() -> None:
     device = torch.device(args.device)
     model = LoRAClassifier(timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=0), rank=10)
     model.open_candidate()
-    model.set_trainable(candidate_adapter=True, candidate_magnitude=True, past_magnitudes=True,
-                        candidate_logit=False, head=True)
+    model.magnitude_phase(train_past_magnitudes=True)
     model.to(device).train()
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
     x = torch.randn(args.batch, 3, 224, 224, device=device)

@@ -10,6 +10,7 @@ model stays a plain module, which benchmarks without task labels (Avalanche's
 
 from __future__ import annotations
 
+import enum
 import math
 import numbers
 from typing import Dict, List, Optional, Sequence, Union
@@ -36,6 +37,23 @@ from avalanche_litelora.models.seeding import (
     derive_seed,
     generator_for,
 )
+
+class Phase(enum.Enum):
+    """What trains: the experience's epochs (and between experiences), the gate's selection
+    phase, or the head refit after a pruning."""
+
+    TRAIN = "train"  # the candidate, its magnitude, the head; earlier magnitudes if asked
+    SELECTION = "selection"  # the candidate's gate logit alone
+    HEAD_REFIT = "head_refit"  # the head alone
+
+
+#: Per phase: (candidate adapter, candidate magnitude, candidate logit, head).
+_PHASE_TRAINS = {
+    Phase.TRAIN: (True, True, False, True),
+    Phase.SELECTION: (False, False, True, False),
+    Phase.HEAD_REFIT: (False, False, False, True),
+}
+
 
 class LoRAClassifier(nn.Module):
     """A backbone adapted by a bank of gated LoRA adapters, plus an Avalanche head.
@@ -116,6 +134,8 @@ class LoRAClassifier(nn.Module):
         #: user's optimizer built on the backbone holds them (its group is the head's).
         self.replaced_classifier_ids: Dict[str, int] = {k: id(v) for k, v in replaced.items()}
         self._opened = 0
+        #: The :class:`Phase` that last chose what trains.
+        self.phase = Phase.TRAIN
         self.register_load_state_dict_pre_hook(_rebuild_bank_for_loading)
 
     # ------------------------------------------------------------------ forward
@@ -212,16 +232,10 @@ class LoRAClassifier(nn.Module):
     def is_frozen(self, name: str) -> bool:
         return any(bool(l.adapters[name].normalized) for l in self.lora_layers().values())
 
-    def set_trainable(
-        self,
-        *,
-        candidate_adapter: bool,
-        candidate_magnitude: bool,
-        past_magnitudes: bool,
-        candidate_logit: bool,
-        head: bool,
-    ) -> None:
-        """Choose what trains in the current phase; everything else gets no gradient."""
+    def set_phase(self, phase: "Phase") -> None:
+        """Make trainable what ``phase`` trains; everything else gets no gradient."""
+        candidate_adapter, candidate_magnitude, candidate_logit, head = _PHASE_TRAINS[phase]
+        past_magnitudes = self.train_past_magnitudes and phase is Phase.TRAIN
         candidate = self.gate.candidate
         for layer in self.lora_layers().values():
             for name, adapter in layer.adapters.items():
@@ -239,17 +253,12 @@ class LoRAClassifier(nn.Module):
             p.requires_grad_(head)
             if not head:
                 p.grad = None
+        self.phase = phase
 
     def magnitude_phase(self, train_past_magnitudes: bool) -> None:
         """The candidate, its magnitudes and the head train (and, if asked, earlier magnitudes)."""
         self.train_past_magnitudes = bool(train_past_magnitudes)
-        self.set_trainable(
-            candidate_adapter=True,
-            candidate_magnitude=True,
-            past_magnitudes=self.train_past_magnitudes,
-            candidate_logit=False,
-            head=True,
-        )
+        self.set_phase(Phase.TRAIN)
 
     def end_experience(self) -> None:
         """What trains between experiences: the head and the magnitudes the next one trains.
@@ -261,14 +270,7 @@ class LoRAClassifier(nn.Module):
         self.gate.selecting = False
         self.gate.last_candidate_value = None  # the last sampled gate holds an autograd graph
         self._push_gate_values(self.gate.eval_values())
-        open_candidate = self.gate.candidate is not None
-        self.set_trainable(
-            candidate_adapter=open_candidate,
-            candidate_magnitude=open_candidate,
-            past_magnitudes=self.train_past_magnitudes,
-            candidate_logit=False,
-            head=True,
-        )
+        self.set_phase(Phase.TRAIN)
 
     def optimizer_group_anchors(self, name: str) -> List[Union[str, int]]:
         """Where a new tensor's optimizer group comes from (names in this model, or tensor ids).

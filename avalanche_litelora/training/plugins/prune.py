@@ -17,6 +17,7 @@ from avalanche_litelora.training.distributed import (
     make_optimizer,
     wrap_for_training,
 )
+from avalanche_litelora.models.lora_classifier import Phase
 from avalanche_litelora.training.plugins._access import lora_model
 
 
@@ -64,13 +65,7 @@ class PruneClosedCandidatePlugin(SupervisedPlugin, supports_distributed=True):
 
     @torch.enable_grad()
     def _refit_head(self, strategy, model) -> None:
-        model.set_trainable(
-            candidate_adapter=False,
-            candidate_magnitude=False,
-            past_magnitudes=False,
-            candidate_logit=False,
-            head=True,
-        )
+        model.set_phase(Phase.HEAD_REFIT)
         params = [p for p in model.head.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(params, lr=self.refit_lr, momentum=0.9)
         wrap_for_training(strategy)  # the head alone trains now

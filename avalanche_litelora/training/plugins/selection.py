@@ -15,6 +15,7 @@ from avalanche.training.utils import _at_task_boundary
 from avalanche_litelora.lora.gate import GATE_NOISES
 from avalanche_litelora.training.compatibility import runs_during_selection
 from avalanche_litelora.training.distributed import wrap_for_training
+from avalanche_litelora.models.lora_classifier import Phase
 from avalanche_litelora.training.plugins._access import lora_model
 
 
@@ -181,13 +182,7 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
 
     def _enter(self, strategy) -> None:
         model = lora_model(strategy)
-        model.set_trainable(
-            candidate_adapter=False,
-            candidate_magnitude=False,
-            past_magnitudes=False,
-            candidate_logit=True,
-            head=False,
-        )
+        model.set_phase(Phase.SELECTION)
         model.gate.noise = self.gate_noise
         model.gate.selecting = True
         model.train()
