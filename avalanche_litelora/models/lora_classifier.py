@@ -10,7 +10,6 @@ model stays a plain module, which benchmarks without task labels (Avalanche's
 
 from __future__ import annotations
 
-import enum
 import math
 import numbers
 from typing import Dict, List, Optional, Sequence, Union
@@ -20,17 +19,10 @@ from avalanche.models import MultiTaskModule
 from torch import Tensor, nn
 
 from avalanche_litelora.lora.gate import AdapterGate
-from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES, inject_lora
+from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
 from avalanche_litelora.lora.layer import LoRALinear
-from avalanche_litelora.models.heads import (
-    classifier_module_names,
-    classifier_parameters,
-    find_classifier,
-    make_head,
-    remove_classifier,
-    resize_head_like,
-)
-from avalanche_litelora.models.pending_head import PendingHead, head_for_loading
+from avalanche_litelora.models.adapter_model import AdapterModel
+from avalanche_litelora.models.phases import PHASE_TRAINS, Phase
 from avalanche_litelora.models.seeding import (
     check_seed,
     default_seed,
@@ -38,24 +30,7 @@ from avalanche_litelora.models.seeding import (
     generator_for,
 )
 
-class Phase(enum.Enum):
-    """What trains: the experience's epochs (and between experiences), the gate's selection
-    phase, or the head refit after a pruning."""
-
-    TRAIN = "train"  # the candidate, its magnitude, the head; earlier magnitudes if asked
-    SELECTION = "selection"  # the candidate's gate logit alone
-    HEAD_REFIT = "head_refit"  # the head alone
-
-
-#: Per phase: (candidate adapter, candidate magnitude, candidate logit, head).
-_PHASE_TRAINS = {
-    Phase.TRAIN: (True, True, False, True),
-    Phase.SELECTION: (False, False, True, False),
-    Phase.HEAD_REFIT: (False, False, False, True),
-}
-
-
-class LoRAClassifier(nn.Module):
+class LoRAClassifier(AdapterModel):
     """A backbone adapted by a bank of gated LoRA adapters, plus an Avalanche head.
 
     The bank is the set of adapters that every wrapped layer holds under the same names;
@@ -89,8 +64,6 @@ class LoRAClassifier(nn.Module):
         seed: Optional[int] = None,
     ):
         super().__init__()
-        if not isinstance(backbone, nn.Module):
-            raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")
         if (
             not isinstance(init_logit, numbers.Real) or isinstance(init_logit, bool)
             or not math.isfinite(init_logit)
@@ -106,22 +79,12 @@ class LoRAClassifier(nn.Module):
             )
         seed = check_seed(seed)
         gate = AdapterGate(tau)  # validates tau before the backbone is touched
-        how, in_features = find_classifier(backbone, feature_dim)
-        excluded = classifier_module_names(backbone, how)
-        replaced = classifier_parameters(backbone, how)
-        layers = inject_lora(backbone, target_modules, rank, exclude=excluded)  # checks targets
-        remove_classifier(backbone, how)
-
         self.seed = default_seed() if seed is None else seed
-        self.backbone = backbone
-        head_seed = derive_seed(self.seed, "head")
-        if head is None and in_features is None:  # headless: measured on the first experience
-            head = PendingHead(task_incremental, initial_out_features, head_seed)
-        self.head = head if head is not None else make_head(
-            in_features, task_incremental, initial_out_features, seed=head_seed
+        layers, replaced = self._adapt_backbone(
+            backbone, target_modules=target_modules, rank=rank, layer_type=LoRALinear,
+            feature_dim=feature_dim, head=head, task_incremental=task_incremental,
+            initial_out_features=initial_out_features, head_seed=derive_seed(self.seed, "head"),
         )
-        for p in self.head.parameters():
-            p.requires_grad_(True)
         self.gate = gate
         self.rank = rank
         self.init_logit = float(init_logit)
@@ -139,18 +102,6 @@ class LoRAClassifier(nn.Module):
         self.register_load_state_dict_pre_hook(_rebuild_bank_for_loading)
 
     # ------------------------------------------------------------------ forward
-    def train(self, mode: bool = True) -> "LoRAClassifier":
-        """Train mode everywhere but in the backbone's normalisation statistics.
-
-        The backbone is frozen: BatchNorm running means must not drift with the stream
-        either, or the function earlier experiences were learned on would change.
-        """
-        super().train(mode)
-        for module in self.backbone.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.eval()
-        return self
-
     def lora_layers(self) -> Dict[str, LoRALinear]:
         return {n: self.backbone.get_submodule(n) for n in self.lora_layer_names}
 
@@ -234,7 +185,7 @@ class LoRAClassifier(nn.Module):
 
     def set_phase(self, phase: "Phase") -> None:
         """Make trainable what ``phase`` trains; everything else gets no gradient."""
-        candidate_adapter, candidate_magnitude, candidate_logit, head = _PHASE_TRAINS[phase]
+        candidate_adapter, candidate_magnitude, candidate_logit, head = PHASE_TRAINS[phase]
         past_magnitudes = self.train_past_magnitudes and phase is Phase.TRAIN
         candidate = self.gate.candidate
         for layer in self.lora_layers().values():
@@ -413,8 +364,7 @@ def _rebuild_bank_for_loading(module: LoRAClassifier, state_dict, prefix, *args)
     Only a dict saved from a LoRAClassifier (it carries the bank's extra state) rebuilds the
     bank; a partial dict (say, a head alone) leaves the adapters as they are.
     """
-    module.head = head_for_loading(module.head, state_dict, prefix + "head.")
-    resize_head_like(module.head, state_dict, prefix + "head.")
+    module._regrow_head_for_loading(state_dict, prefix)
     if prefix + "_extra_state" not in state_dict:
         return
     gate_prefix = prefix + "gate.logits."

@@ -16,16 +16,9 @@ import torch
 from avalanche.models import MultiHeadClassifier, MultiTaskModule
 from torch import Tensor, nn
 
-from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES, inject_lora
-from avalanche_litelora.models.heads import (
-    classifier_module_names,
-    find_classifier,
-    head_capacity,
-    make_head,
-    remove_classifier,
-    resize_head_like,
-)
-from avalanche_litelora.models.pending_head import PendingHead, head_for_loading
+from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
+from avalanche_litelora.models.adapter_model import AdapterModel
+from avalanche_litelora.models.heads import head_capacity
 from avalanche_litelora.share.basis import validate_basis_choice
 from avalanche_litelora.share.layer import SUBSPACE_TENSORS, ShareLinear
 
@@ -61,14 +54,15 @@ class MergeReport:
     parameters: int
 
 
-class ShareClassifier(MultiTaskModule):
+class ShareClassifier(AdapterModel, MultiTaskModule):
     """A backbone adapted by Share (one shared LoRA subspace per layer) and a multi-head.
 
     :param rank: rank of the first adapter, the one that seeds the basis.
     :param unknown_task: ``"backbone"`` runs a sample whose task has no coefficients yet
         through the frozen backbone without adapter (what Avalanche's evaluation of
         future experiences needs); ``"error"`` raises instead.
-    Calling the model without task labels always raises: Share cannot pick a task.
+    Called without task labels it returns every trained task's output, as every
+    ``MultiTaskModule`` does.
     """
 
     def __init__(
@@ -83,21 +77,13 @@ class ShareClassifier(MultiTaskModule):
         unknown_task: str = "backbone",
     ):
         super().__init__()
-        if not isinstance(backbone, nn.Module):
-            raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")
         if unknown_task not in UNKNOWN_TASK_CHOICES:
             raise ValueError(f"unknown_task must be one of {UNKNOWN_TASK_CHOICES}, got {unknown_task!r}")
-        how, in_features = find_classifier(backbone, feature_dim)
-        excluded = classifier_module_names(backbone, how)
-        layers = inject_lora(backbone, target_modules, rank, exclude=excluded, layer_type=ShareLinear)
-        remove_classifier(backbone, how)
-
-        self.backbone = backbone
-        if head is None and in_features is None:  # headless: measured on the first experience
-            head = PendingHead(True, initial_out_features, None)
-        self.head = head if head is not None else make_head(in_features, True, initial_out_features)
-        for p in self.head.parameters():
-            p.requires_grad_(True)
+        layers, _ = self._adapt_backbone(
+            backbone, target_modules=target_modules, rank=rank, layer_type=ShareLinear,
+            feature_dim=feature_dim, head=head, task_incremental=True,
+            initial_out_features=initial_out_features, head_seed=None,
+        )
         self.rank = rank
         self.unknown_task = unknown_task
         self.share_layer_names: List[str] = list(layers)
@@ -105,14 +91,6 @@ class ShareClassifier(MultiTaskModule):
         self.register_load_state_dict_pre_hook(_regrow_for_loading)
 
     # ------------------------------------------------------------------ forward
-    def train(self, mode: bool = True) -> "ShareClassifier":
-        """Train mode everywhere but in the frozen backbone's BatchNorm statistics."""
-        super().train(mode)
-        for module in self.backbone.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.eval()
-        return self
-
     def share_layers(self) -> Dict[str, ShareLinear]:
         return {n: self.backbone.get_submodule(n) for n in self.share_layer_names}
 
@@ -281,8 +259,7 @@ def _regrow_for_loading(module: ShareClassifier, state_dict, prefix, *args) -> N
     Only a full ShareClassifier state dict (it carries the extra state) reshapes the
     layers; a partial one (a head alone) leaves them as they are.
     """
-    module.head = head_for_loading(module.head, state_dict, prefix + "head.")
-    resize_head_like(module.head, state_dict, prefix + "head.")
+    module._regrow_head_for_loading(state_dict, prefix)
     if prefix + "_extra_state" not in state_dict:
         return
     for name, layer in module.share_layers().items():

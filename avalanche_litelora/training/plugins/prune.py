@@ -17,7 +17,7 @@ from avalanche_litelora.training.distributed import (
     make_optimizer,
     wrap_for_training,
 )
-from avalanche_litelora.models.lora_classifier import Phase
+from avalanche_litelora.models.phases import Phase
 from avalanche_litelora.training.plugins._access import lora_model
 
 

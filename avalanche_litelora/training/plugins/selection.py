@@ -15,7 +15,7 @@ from avalanche.training.utils import _at_task_boundary
 from avalanche_litelora.lora.gate import GATE_NOISES
 from avalanche_litelora.training.compatibility import runs_during_selection
 from avalanche_litelora.training.distributed import wrap_for_training
-from avalanche_litelora.models.lora_classifier import Phase
+from avalanche_litelora.models.phases import Phase
 from avalanche_litelora.training.plugins._access import lora_model
 
 

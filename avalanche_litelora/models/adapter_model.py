@@ -1,0 +1,81 @@
+"""What every adapter model does to its backbone, whatever its adapters (LoRA bank, Share).
+
+Surgery (find and remove the backbone's classifier, wrap the target layers), the Avalanche
+head in its place (or a pending one for a headless backbone), a frozen backbone whose
+BatchNorm statistics never drift, and a head regrown to a saved state dict's shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Type
+
+import torch
+from torch import nn
+
+from avalanche_litelora.lora.inject import inject_lora
+from avalanche_litelora.lora.layer import LoRALinear
+from avalanche_litelora.models.heads import (
+    classifier_module_names,
+    classifier_parameters,
+    find_classifier,
+    make_head,
+    remove_classifier,
+    resize_head_like,
+)
+from avalanche_litelora.models.pending_head import PendingHead, head_for_loading
+
+
+class AdapterModel(nn.Module):
+    """Base of :class:`~avalanche_litelora.LoRAClassifier` and
+    :class:`~avalanche_litelora.ShareClassifier`: a frozen backbone, adapted layers, a head."""
+
+    def _adapt_backbone(
+        self,
+        backbone: nn.Module,
+        *,
+        target_modules: Sequence[str],
+        rank: int,
+        layer_type: Type[LoRALinear],
+        feature_dim: Optional[int],
+        head: Optional[nn.Module],
+        task_incremental: bool,
+        initial_out_features: int,
+        head_seed: Optional[int],
+    ) -> Tuple[Dict[str, LoRALinear], Dict[str, torch.Tensor]]:
+        """Wrap the targets, swap the classifier for the head; ``(layers, replaced tensors)``.
+
+        Every check runs before the backbone changes (``inject_lora`` validates first).
+        """
+        if not isinstance(backbone, nn.Module):
+            raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")
+        how, in_features = find_classifier(backbone, feature_dim)
+        excluded = classifier_module_names(backbone, how)
+        replaced = classifier_parameters(backbone, how)
+        layers = inject_lora(backbone, target_modules, rank, exclude=excluded, layer_type=layer_type)
+        remove_classifier(backbone, how)
+        self.backbone = backbone
+        if head is None and in_features is None:  # headless: measured on the first experience
+            head = PendingHead(task_incremental, initial_out_features, head_seed)
+        if head is None:
+            head = make_head(in_features, task_incremental, initial_out_features, seed=head_seed)
+        self.head = head
+        for p in self.head.parameters():
+            p.requires_grad_(True)
+        return layers, replaced
+
+    def train(self, mode: bool = True):
+        """Train mode everywhere but in the backbone's normalisation statistics.
+
+        The backbone is frozen: BatchNorm running means must not drift with the stream
+        either, or the function earlier experiences were learned on would change.
+        """
+        super().train(mode)
+        for module in self.backbone.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+        return self
+
+    def _regrow_head_for_loading(self, state_dict: Mapping[str, torch.Tensor], prefix: str) -> None:
+        """Build a pending head and grow the head to the shapes ``state_dict`` holds."""
+        self.head = head_for_loading(self.head, state_dict, prefix + "head.")
+        resize_head_like(self.head, state_dict, prefix + "head.")
