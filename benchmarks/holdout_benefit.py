@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import csv
 import platform
-import statistics
 import subprocess
 import time
 from pathlib import Path

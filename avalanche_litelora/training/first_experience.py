@@ -12,9 +12,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 
-from torch import nn
-
 from avalanche_litelora.models.pending_head import PendingHead, build_pending_head
+from avalanche_litelora.training.distributed import unwrap
 
 
 def _first_and_all(experiences):
@@ -32,9 +31,7 @@ class HeadFromFirstExperienceMixin:
     """Template mixin: a pending head is built from the first experience train/eval gets."""
 
     def _build_pending_head(self, experiences):
-        model = self.model
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
+        model = unwrap(self.model)
         if not isinstance(getattr(model, "head", None), PendingHead):
             return experiences
         first, experiences = _first_and_all(experiences)

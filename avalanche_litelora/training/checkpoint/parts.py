@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any, Dict
 
 import torch
-from torch import nn
+
+from avalanche_litelora.training.distributed import unwrap
 
 #: Plugin attributes that are run state, not settings, by plugin class: restored on load.
 #: (Other plugins can define ``checkpoint_state()`` / ``load_checkpoint_state(state)``.)
@@ -28,8 +29,7 @@ def _state_attributes(plugin) -> tuple:
     return tuple(a for c in type(plugin).__mro__ for a in PLUGIN_STATE_ATTRIBUTES.get(_qualname(c), ()))
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+_unwrap = unwrap  # the one DDP unwrap, under the name this package's modules use
 
 
 def _generators(strategy) -> Dict[str, torch.Generator]:

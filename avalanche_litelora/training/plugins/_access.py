@@ -7,15 +7,14 @@ from typing import Type, TypeVar
 from torch import nn
 
 from avalanche_litelora.models.lora_classifier import LoRAClassifier
+from avalanche_litelora.training.distributed import unwrap
 
 M = TypeVar("M", bound=nn.Module)
 
 
 def model_of_type(strategy, model_type: Type[M], method: str) -> M:
     """The strategy's model, unwrapped from DDP, checked to be the one ``method``'s plugins need."""
-    model = strategy.model
-    if isinstance(model, nn.parallel.DistributedDataParallel):
-        model = model.module
+    model = unwrap(strategy.model)
     if not isinstance(model, model_type):
         raise TypeError(
             f"{method} plugins need the strategy's model to be a {model_type.__name__} "
