@@ -16,7 +16,7 @@ from avalanche_litelora.data import (
     stream_redundancy,
 )
 from avalanche_litelora.evaluation import litelora_evaluator, litelora_metrics
-from avalanche_litelora.lora import AdapterGate, LoRALinear, inject_lora
+from avalanche_litelora.lora import AdapterGate, AdapterLayer, LoRALinear, inject_lora
 from avalanche_litelora.metrics import (
     AccuracyMatrixHeatmapMetric,
     AdapterRedundancyMetric,
@@ -41,6 +41,7 @@ from avalanche_litelora.training.checkpoint import (
 )
 from avalanche_litelora.training.loop import train_stream
 from avalanche_litelora.training.plugins import (
+    AdapterGuardPlugin,
     BankGuardPlugin,
     CheckpointPlugin,
     CurrentClassesLossPlugin,
@@ -72,6 +73,7 @@ __all__ = [
     "TaskRoutedLoRAStrategy",
     # models and layers
     "LoRAClassifier",
+    "AdapterLayer",
     "LoRALinear",
     "AdapterGate",
     "inject_lora",
@@ -79,6 +81,7 @@ __all__ = [
     "ShareLinear",
     "MergeReport",
     # plugins
+    "AdapterGuardPlugin",
     "BankGuardPlugin",
     "OpenCandidatePlugin",
     "GateSelectionPlugin",

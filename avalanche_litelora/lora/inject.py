@@ -7,7 +7,8 @@ from typing import Dict, Optional, Sequence, Type
 
 from torch import nn
 
-from avalanche_litelora.lora.layer import LoRALinear, is_adaptable, qkv_slices
+from avalanche_litelora.lora.adapter_layer import AdapterLayer, is_adaptable, qkv_slices
+from avalanche_litelora.lora.layer import LoRALinear
 
 #: The default: timm ViT attention's fused projection, LoRA on its q and v slices. A model
 #: without ``qkv`` falls back to a transformers encoder's query / value projections, and a
@@ -92,19 +93,19 @@ def inject_lora(
     rank: int = 10,
     exclude: Sequence[str] = (),
     *,
-    layer_type: Type[LoRALinear] = LoRALinear,
-) -> Dict[str, LoRALinear]:
+    layer_type: Type[AdapterLayer] = LoRALinear,
+) -> Dict[str, AdapterLayer]:
     """Swap the targeted Linear / 1x1-conv layers for :class:`LoRALinear` in place; freeze the rest.
 
     All checks run before the first swap, so a bad argument leaves ``model`` untouched.
     ``exclude`` keeps modules (the classifier) out. ``layer_type`` is the wrapper class
-    (a :class:`LoRALinear` subclass, such as Share's). Returns the wrappers by module name.
+    (an :class:`AdapterLayer` subclass: LoRA's, or Share's). Returns the wrappers by module name.
     """
     names = find_target_modules(model, target_modules, exclude)
-    if not (isinstance(layer_type, type) and issubclass(layer_type, LoRALinear)):
-        raise TypeError(f"layer_type must be a LoRALinear subclass, got {layer_type!r}")
-    if any(isinstance(m, LoRALinear) for m in model.modules()):
-        raise ValueError("model already holds LoRA layers; inject_lora runs once per model")
+    if not (isinstance(layer_type, type) and issubclass(layer_type, AdapterLayer)):
+        raise TypeError(f"layer_type must be an AdapterLayer subclass, got {layer_type!r}")
+    if any(isinstance(m, AdapterLayer) for m in model.modules()):
+        raise ValueError("model already holds adapter layers; inject_lora runs once per model")
     modules = dict(model.named_modules())
     # Build every wrapper first (this validates rank against every layer), then swap.
     wrappers = {n: layer_type(modules[n], rank, _slices_for(n, modules[n])) for n in names}

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from avalanche_litelora.lora.inject import inject_lora
-from avalanche_litelora.lora.layer import LoRALinear
+from avalanche_litelora.lora.adapter_layer import AdapterLayer
 from avalanche_litelora.models.heads import (
     classifier_module_names,
     classifier_parameters,
@@ -29,19 +29,36 @@ class AdapterModel(nn.Module):
     """Base of :class:`~avalanche_litelora.LoRAClassifier` and
     :class:`~avalanche_litelora.ShareClassifier`: a frozen backbone, adapted layers, a head."""
 
+    #: What the learned state is called in messages (a failed experience restores it).
+    learned_state_name = "adapters"
+
+    @staticmethod
+    def is_learned_key(key: str) -> bool:
+        """A state-dict entry the stream may change (adapters, head, metadata); the rest is
+        the frozen backbone, which nothing needs to snapshot or broadcast."""
+        return ".adapters." in key or key.startswith("head.") or key == "_extra_state"
+
+    def learned_state(self) -> Dict[str, object]:
+        """A detached copy of every learned entry: what a failed experience restores."""
+        return {
+            k: (v.detach().clone() if torch.is_tensor(v) else v)
+            for k, v in self.state_dict().items()
+            if self.is_learned_key(k)
+        }
+
     def _adapt_backbone(
         self,
         backbone: nn.Module,
         *,
         target_modules: Sequence[str],
         rank: int,
-        layer_type: Type[LoRALinear],
+        layer_type: Type[AdapterLayer],
         feature_dim: Optional[int],
         head: Optional[nn.Module],
         task_incremental: bool,
         initial_out_features: int,
         head_seed: Optional[int],
-    ) -> Tuple[Dict[str, LoRALinear], Dict[str, torch.Tensor]]:
+    ) -> Tuple[Dict[str, AdapterLayer], Dict[str, torch.Tensor]]:
         """Wrap the targets, swap the classifier for the head; ``(layers, replaced tensors)``.
 
         Every check runs before the backbone changes (``inject_lora`` validates first).

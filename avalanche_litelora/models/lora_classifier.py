@@ -44,6 +44,12 @@ class LoRAClassifier(AdapterModel):
         random numbers meanwhile, evaluation included.
     """
 
+    learned_state_name = "adapter bank"
+
+    @staticmethod
+    def is_learned_key(key: str) -> bool:
+        return AdapterModel.is_learned_key(key) or key.startswith("gate.")
+
     def __new__(cls, *args, **kwargs):
         if cls is LoRAClassifier and kwargs.get("task_incremental") is True:
             cls = TaskIncrementalLoRAClassifier

@@ -1,11 +1,12 @@
-"""Share's layer: the core :class:`LoRALinear` wrapper with its adapters stored in a shared basis.
+"""Share's layer: an :class:`AdapterLayer` whose adapters are stored in a shared basis.
 
 Per output slice the layer holds two orthonormal bases, ``basis_B`` (d_out x k) and
 ``basis_A`` (d_in x k), and, while a task trains, ``phi`` temporary extra vectors per side.
 Each task stores only coefficients (:class:`TaskCoefficients`, k x p per side) in the
 inherited ``adapters`` ModuleDict, and its update is
-``(basis_B @ eps_B) @ (basis_A @ eps_A)^T``. Routing reuses LoRALinear's gate values: the
-model opens the gate of one task at a time; a task without an open gate adds nothing.
+``(basis_B @ eps_B) @ (basis_A @ eps_A)^T``. Routing reuses the base layer's gate values:
+the model opens the gate of one task at a time; a task without an open gate adds nothing.
+:class:`~avalanche_litelora.lora.layer.LoRALinear` is its sibling under the same base.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from avalanche_litelora.lora.layer import LoRALinear
+from avalanche_litelora.lora.adapter_layer import AdapterLayer
 from avalanche_litelora.share.basis import SubspaceMerge, merge_adapters
 
 #: The four per-slice tensors of the shared subspace, by attribute name.
@@ -59,11 +60,14 @@ class TaskCoefficients(nn.Module):
                 p.grad = None
 
 
-class ShareLinear(LoRALinear):
+class ShareLinear(AdapterLayer):
     """A frozen Linear (or 1x1 conv) whose per-task adapters live in one shared subspace.
 
-    ``rank`` is the rank of the first adapter, trained before any basis exists.
+    ``rank`` is the rank of the first adapter, trained before any basis exists. A task
+    without a gate value is closed: the model routes by opening one task's gate.
     """
+
+    missing_gate = 0.0
 
     def __init__(
         self,
@@ -82,10 +86,6 @@ class ShareLinear(LoRALinear):
             self.extra_B[key] = _frozen(weight.new_zeros(end - start, 0))
 
     # ------------------------------------------------------------ the update
-    def _gate(self, name: str):
-        """A task adds its update only when the model opened its gate (routing)."""
-        return self.gate_values.get(name, 0.0)
-
     def _side(self, key: str, side: str, rows: int) -> Tensor:
         basis = getattr(self, f"basis_{side}")[key]
         extra = getattr(self, f"extra_{side}")[key]
@@ -106,12 +106,6 @@ class ShareLinear(LoRALinear):
     @property
     def temporary_vectors(self) -> int:
         return next(iter(self.extra_A.values())).shape[1]
-
-    def add_adapter(self, name: str):
-        raise TypeError(
-            "a ShareLinear grows through add_temporary_vectors() and open_task(); "
-            "its tasks are coefficients on the shared basis, not free adapters"
-        )
 
     def add_temporary_vectors(self, count: int) -> None:
         """``count`` trainable extra basis vectors per side and slice, until the next merge."""
@@ -199,7 +193,7 @@ class ShareLinear(LoRALinear):
             self.adapters[name].set_requires_grad(False)
 
     def per_task_lora_parameter_count(self) -> int:
-        """What one rank-``rank`` adapter of :class:`LoRALinear` stores here (A, B, magnitude)."""
+        """What one rank-``rank`` adapter of ``LoRALinear`` stores here (A, B, magnitude)."""
         return sum(
             self.rank * (self.in_features + end - start) + 1
             for start, end in self.out_slices.values()

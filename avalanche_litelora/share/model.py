@@ -65,6 +65,12 @@ class ShareClassifier(AdapterModel, MultiTaskModule):
     ``MultiTaskModule`` does.
     """
 
+    learned_state_name = "shared subspace"
+
+    @staticmethod
+    def is_learned_key(key: str) -> bool:
+        return AdapterModel.is_learned_key(key) or ".basis_" in key or ".extra_" in key
+
     def __init__(
         self,
         backbone: nn.Module,

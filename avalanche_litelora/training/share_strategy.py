@@ -17,8 +17,8 @@ from avalanche_litelora.training.checkpoint import CheckpointMixin
 from avalanche_litelora.training.compatibility import check_plugins
 from avalanche_litelora.training.distributed import RankSafeTemplateMixin, refuse_unsupported_plugins
 from avalanche_litelora.training.first_experience import HeadFromFirstExperienceMixin
+from avalanche_litelora.training.plugins.guards import AdapterGuardPlugin
 from avalanche_litelora.training.plugins.share import (
-    ShareGuardPlugin,
     ShareMergePlugin,
     ShareOpenTaskPlugin,
     share_model,
@@ -61,7 +61,7 @@ class ShareStrategy(HeadFromFirstExperienceMixin, CheckpointMixin, RankSafeTempl
         #: The settings, validated (a ``dataclasses`` instance: ``asdict(strategy.config)``).
         self.config = config
         share_plugins = [
-            ShareGuardPlugin(),
+            AdapterGuardPlugin(),
             ShareOpenTaskPlugin(pseudo_rank=config.pseudo_rank, temporary_vectors=config.temporary_vectors),
             ShareMergePlugin(explained_variance=config.explained_variance, k=config.k),
         ]

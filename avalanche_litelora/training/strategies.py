@@ -30,7 +30,7 @@ from avalanche_litelora.training.compatibility import check_plugins
 from avalanche_litelora.training.distributed import RankSafeTemplateMixin, refuse_unsupported_plugins
 from avalanche_litelora.training.first_experience import HeadFromFirstExperienceMixin
 from avalanche_litelora.training.plugins import (
-    BankGuardPlugin,
+    AdapterGuardPlugin,
     CurrentClassesLossPlugin,
     FreezeBankPlugin,
     GateSelectionPlugin,
@@ -105,7 +105,7 @@ class _LoRABankStrategy(
             bank_plugins = bank_plugins + [CurrentClassesLossPlugin()]
         if config.merge_for_eval:
             bank_plugins = bank_plugins + [MergedEvalPlugin()]
-        all_plugins = [BankGuardPlugin()] + bank_plugins + list(plugins or [])
+        all_plugins = [AdapterGuardPlugin()] + bank_plugins + list(plugins or [])
         # SupervisedTemplate rejects unknown keywords before the backbone is touched.
         super().__init__(
             model=model,

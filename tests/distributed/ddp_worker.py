@@ -28,7 +28,6 @@ from avalanche_litelora import (  # noqa: E402
     SequentialLoRAStrategy,
 )
 from avalanche_litelora.training.distributed import broadcast_state_  # noqa: E402
-from avalanche_litelora.training.plugins.share import _subspace_keys  # noqa: E402
 from avalanche_litelora.training.share_strategy import ShareStrategy  # noqa: E402
 from builders import MLP_TARGETS, digits_benchmark, quiet_evaluator, sgd, tiny_mlp  # noqa: E402
 
@@ -147,7 +146,7 @@ def _share_checks(model, train, world: int) -> dict:
     """
     if DistributedHelper.rank == 1:  # rank 1 alone: temporary vectors and a task to drop
         model.open_tasks([N_EXPERIENCES], pseudo_rank=1, temporary_vectors=2)
-    broadcast_state_(model, _subspace_keys)
+    broadcast_state_(model, model.is_learned_key)
     resynced = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if torch.is_tensor(v)}
     mlp = tiny_mlp(seed=0)
     DistributedHelper.set_random_seeds(SEED)

@@ -4,10 +4,11 @@ import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 
-from avalanche_litelora.lora.layer import LoRALinear
+from avalanche_litelora.lora.adapter_layer import AdapterLayer
 from avalanche_litelora.share import ShareClassifier
 from avalanche_litelora.training.share_strategy import ShareStrategy
-from builders import MLP_TARGETS, quiet_evaluator, sgd, tiny_mlp, tiny_vit
+from avalanche_litelora.training.plugins.guards import AdapterGuardPlugin
+from builders import MLP_TARGETS, digits_benchmark, quiet_evaluator, sgd, tiny_mlp, tiny_vit
 
 
 def _strategy(model, **overrides):
@@ -127,10 +128,32 @@ def test_non_finite_loss_restores_the_subspace(ti_benchmark):
     strategy = _strategy(mlp, target_modules=MLP_TARGETS, plugins=[_NaNLoss()])
     strategy.train(ti_benchmark.train_stream[0])
     saved = {k: v.clone() for k, v in strategy.model.state_dict().items() if torch.is_tensor(v)}
-    with pytest.raises(FloatingPointError, match="experience 1"):
+    with pytest.raises(FloatingPointError, match="experience 1, iteration 0: .* shared subspace was restored"):
         strategy.train(ti_benchmark.train_stream[1])
     state = strategy.model.state_dict()
     assert strategy.model.tasks == [0]
+    for key, value in saved.items():
+        assert torch.equal(state[key], value), key
+
+
+def test_share_and_the_lora_bank_share_one_guard():
+    """The guard the LoRA bank uses also refuses Share's empty experience, leaving it unchanged."""
+    from avalanche_litelora import PerTaskLoRAStrategy
+
+    mlp = tiny_mlp()
+    strategy = _strategy(mlp, target_modules=MLP_TARGETS)
+    lora = PerTaskLoRAStrategy(model=tiny_mlp(), optimizer=sgd(tiny_mlp()), target_modules=MLP_TARGETS)
+    assert type(strategy.plugins[0]) is type(lora.plugins[0]) is AdapterGuardPlugin
+    benchmark = digits_benchmark(5, task_labels=True)  # its own: one experience is emptied
+    strategy.train(benchmark.train_stream[0])
+    saved = {k: v.clone() for k, v in strategy.model.state_dict().items() if torch.is_tensor(v)}
+    empty = benchmark.train_stream[1]
+    empty.dataset = empty.dataset.subset([])
+    with pytest.raises(ValueError, match="experience 1 has no training samples"):
+        strategy.train(empty)
+    assert strategy.model.tasks == [0]
+    state = {k: v for k, v in strategy.model.state_dict().items() if torch.is_tensor(v)}
+    assert set(state) == set(saved)
     for key, value in saved.items():
         assert torch.equal(state[key], value), key
 
@@ -144,11 +167,11 @@ def test_bad_settings_raise_before_the_backbone_changes(bad):
     vit = tiny_vit()
     with pytest.raises(ValueError):
         _strategy(vit, **bad)
-    assert not any(isinstance(m, LoRALinear) for m in vit.modules())
+    assert not any(isinstance(m, AdapterLayer) for m in vit.modules())
 
 
 def test_unknown_keyword_is_a_type_error():
     vit = tiny_vit()
     with pytest.raises(TypeError):
         _strategy(vit, lambda_sparsity=0.1)
-    assert not any(isinstance(m, LoRALinear) for m in vit.modules())
+    assert not any(isinstance(m, AdapterLayer) for m in vit.modules())

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Mapping
 import torch
 from torch import nn
 
-from avalanche_litelora.lora.layer import LoRALinear
+from avalanche_litelora.lora.adapter_layer import AdapterLayer
 from avalanche_litelora.training.checkpoint.format import _is_plain
 from avalanche_litelora.training.checkpoint.parts import _qualname, _state_attributes, _unwrap
 
@@ -69,7 +69,7 @@ def config_fingerprint(strategy) -> Dict[str, Any]:
 
 def _backbone_signature(backbone: nn.Module) -> List[list]:
     """Names, shapes and dtypes of the frozen weights: everything but what the LoRA layers grow."""
-    lora_prefixes = tuple(f"{n}." for n, m in backbone.named_modules() if isinstance(m, LoRALinear) and n)
+    lora_prefixes = tuple(f"{n}." for n, m in backbone.named_modules() if isinstance(m, AdapterLayer) and n)
     signature = []
     for name, tensor in backbone.state_dict().items():
         inside = next((p for p in lora_prefixes if name.startswith(p)), None)
@@ -78,7 +78,24 @@ def _backbone_signature(backbone: nn.Module) -> List[list]:
     return signature
 
 
+#: Classes renamed since checkpoints were first written: a saved fingerprint is read with the
+#: new names, so a rename alone never refuses an older checkpoint.
+RENAMED_CLASSES = {
+    "avalanche_litelora.training.plugins.guards.BankGuardPlugin":
+        "avalanche_litelora.training.plugins.guards.AdapterGuardPlugin",
+    "avalanche_litelora.training.plugins.share.ShareGuardPlugin":
+        "avalanche_litelora.training.plugins.guards.AdapterGuardPlugin",
+}
+
+
+def _with_current_names(saved: Mapping) -> Mapping:
+    if "plugins" not in saved:
+        return saved
+    return {**saved, "plugins": [RENAMED_CLASSES.get(name, name) for name in saved["plugins"]]}
+
+
 def _fingerprint_diff(saved: Mapping, live: Mapping) -> List[str]:
+    saved = _with_current_names(saved)
     keys = sorted(set(saved) | set(live))
     return [
         f"{k}: checkpoint has {_short(saved.get(k))}, this run has {_short(live.get(k))}"

@@ -8,18 +8,18 @@ from avalanche_litelora.training.plugins.candidate import OpenCandidatePlugin
 from avalanche_litelora.training.plugins.checkpoint import CheckpointPlugin
 from avalanche_litelora.training.plugins.current_classes import CurrentClassesLossPlugin
 from avalanche_litelora.training.plugins.freeze import FreezeBankPlugin
-from avalanche_litelora.training.plugins.guards import BankGuardPlugin
+from avalanche_litelora.training.plugins.guards import AdapterGuardPlugin, BankGuardPlugin, ShareGuardPlugin
 from avalanche_litelora.training.plugins.merge import MergedEvalPlugin
 from avalanche_litelora.training.plugins.prune import PruneClosedCandidatePlugin
 from avalanche_litelora.training.plugins.selection import GateSelectionPlugin
 from avalanche_litelora.training.plugins.share import (
-    ShareGuardPlugin,
     ShareMergePlugin,
     ShareOpenTaskPlugin,
 )
 
 __all__ = [
-    "BankGuardPlugin",
+    "AdapterGuardPlugin",
+    "BankGuardPlugin",  # former name of AdapterGuardPlugin
     "OpenCandidatePlugin",
     "GateSelectionPlugin",
     "PruneClosedCandidatePlugin",
@@ -27,7 +27,7 @@ __all__ = [
     "CurrentClassesLossPlugin",
     "MergedEvalPlugin",
     "CheckpointPlugin",
-    "ShareGuardPlugin",
+    "ShareGuardPlugin",  # former name of AdapterGuardPlugin
     "ShareOpenTaskPlugin",
     "ShareMergePlugin",
 ]

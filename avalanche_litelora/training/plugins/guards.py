@@ -1,8 +1,9 @@
-"""Refuse what would corrupt the bank; keep evaluation from changing training.
+"""Refuse what would corrupt the adapters; keep evaluation from changing training.
 
-A head too small, an empty experience, a stream the bank cannot follow (an online stream
-without experience boundaries, a task-incremental bank without task labels) are refused
-before the bank changes; a non-finite loss restores it. Evaluation draws random numbers
+One guard serves every adapter strategy (the LoRA bank and Share). A head too small, an
+empty experience, a stream the model cannot follow (an online stream without experience
+boundaries, a task-incremental model without task labels) are refused before the
+adapters change; a non-finite loss restores them. Evaluation draws random numbers
 (every data loader does), so the global generators are put back after it: a run's
 weights must not depend on whether, or how often, it evaluated.
 """
@@ -16,16 +17,12 @@ from avalanche.benchmarks import OnlineCLExperience
 from avalanche.core import SupervisedPlugin
 from avalanche.models import MultiTaskModule
 
+from avalanche_litelora.models.adapter_model import AdapterModel
 from avalanche_litelora.models.heads import head_capacity
 from avalanche_litelora.training.checkpoint import capture_rng_state, restore_rng_state
-from avalanche_litelora.training.distributed import any_rank, make_optimizer
-from avalanche_litelora.training.plugins._access import lora_model
+from avalanche_litelora.training.distributed import any_rank, make_optimizer, unwrap_model
+from avalanche_litelora.training.plugins._access import model_of_type
 from avalanche_litelora.training.plugins.current_classes import experience_classes
-
-
-def _bank_keys(key: str) -> bool:
-    """State entries that training may change: adapters, gate, head, bank metadata."""
-    return ".adapters." in key or key.startswith(("gate.", "head.")) or key == "_extra_state"
 
 
 def check_stream_fits(experience, model, method: str) -> None:
@@ -36,7 +33,7 @@ def check_stream_fits(experience, model, method: str) -> None:
             "end: build the online stream with split_online_stream(..., "
             "access_task_boundaries=True)"
         )
-    if isinstance(model, MultiTaskModule) and not hasattr(experience, "task_labels"):
+    if isinstance(model, MultiTaskModule) and not list(getattr(experience, "task_labels", [])):
         raise ValueError(
             f"a task-incremental model needs task labels, and experience "
             f"{getattr(experience, 'current_experience', '?')} has none (Avalanche's "
@@ -57,10 +54,17 @@ class EvalLeavesTrainingAlone:
             restore_rng_state(self._rng_before_eval.pop())
 
 
-class BankGuardPlugin(EvalLeavesTrainingAlone, SupervisedPlugin, supports_distributed=True):
-    """Checks each experience before the bank changes and restores it on a non-finite loss.
+def adapter_model(strategy) -> AdapterModel:
+    return model_of_type(strategy, AdapterModel, "The adapter strategies'")
 
-    Put it first in the plugin list: it snapshots the bank before the candidate opens.
+
+class AdapterGuardPlugin(EvalLeavesTrainingAlone, SupervisedPlugin, supports_distributed=True):
+    """Checks each experience before the adapters change and restores them on a non-finite loss.
+
+    The one guard of every adapter model (LoRA bank, Share): what it snapshots is the
+    model's :meth:`~avalanche_litelora.models.adapter_model.AdapterModel.learned_state`.
+    Put it first in the plugin list: it snapshots before the experience's adapter opens.
+    Under torchrun a non-finite loss on any rank stops every rank at the same step.
     """
 
     def __init__(self):
@@ -69,11 +73,7 @@ class BankGuardPlugin(EvalLeavesTrainingAlone, SupervisedPlugin, supports_distri
 
     def _take_snapshot(self, strategy) -> None:
         if self._snapshot is None:
-            self._snapshot = {
-                k: (v.detach().clone() if torch.is_tensor(v) else v)
-                for k, v in lora_model(strategy).state_dict().items()
-                if _bank_keys(k)
-            }
+            self._snapshot = adapter_model(strategy).learned_state()
 
     def before_training(self, strategy, **kwargs):
         self._take_snapshot(strategy)
@@ -83,7 +83,7 @@ class BankGuardPlugin(EvalLeavesTrainingAlone, SupervisedPlugin, supports_distri
         self._take_snapshot(strategy)
         experience = strategy.experience
         try:
-            check_stream_fits(experience, lora_model(strategy), "LiteLoRA's bank")
+            check_stream_fits(experience, adapter_model(strategy), type(adapter_model(strategy)).__name__)
             if len(experience.dataset) == 0:
                 raise ValueError(
                     f"experience {experience.current_experience} has no training "
@@ -94,7 +94,7 @@ class BankGuardPlugin(EvalLeavesTrainingAlone, SupervisedPlugin, supports_distri
             raise
 
     def before_training_exp(self, strategy, **kwargs):
-        model = lora_model(strategy)
+        model = adapter_model(strategy)
         classes = experience_classes(strategy.experience)
         capacity = head_capacity(model.head)
         if capacity is not None and classes and max(classes) >= capacity:
@@ -111,24 +111,30 @@ class BankGuardPlugin(EvalLeavesTrainingAlone, SupervisedPlugin, supports_distri
             return
         exp = strategy.experience.current_experience
         iteration = strategy.clock.train_exp_iterations
+        what = adapter_model(strategy).learned_state_name
         self._restore(strategy)
         raise FloatingPointError(
             f"non-finite loss ({float(loss.detach()) if loss.numel() == 1 else 'tensor'}) "
-            f"at experience {exp}, iteration {iteration}: training stopped and the adapter "
-            "bank was restored to its state before this experience"
+            f"at experience {exp}, iteration {iteration}: training stopped and the {what} "
+            "was restored to its state before this experience"
         )
 
     def _restore(self, strategy) -> None:
-        model = lora_model(strategy)
+        model = adapter_model(strategy)
         for plugin in strategy.plugins:  # e.g. the selection phase hands back the optimizer
             if plugin is not self and hasattr(plugin, "abort_experience"):
                 plugin.abort_experience(strategy)
         if self._snapshot is None:
             return
-        model.gate.selecting = False
         model.load_state_dict(self._snapshot, strict=False)
-        make_optimizer(strategy, remove_params=True)
+        unwrap_model(strategy)  # a DDP wrapper would hold the tensors just replaced
+        make_optimizer(strategy, remove_params=True, reset_optimizer_state=True)
         self._snapshot = None
 
     def after_training_exp(self, strategy, **kwargs):
         self._snapshot = None
+
+
+#: The names this guard had when the LoRA bank and Share each had their own.
+BankGuardPlugin = AdapterGuardPlugin
+ShareGuardPlugin = AdapterGuardPlugin

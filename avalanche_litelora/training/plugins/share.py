@@ -1,6 +1,7 @@
-"""Share as Avalanche plugins: guard, open the task's coefficients, merge the subspace.
+"""Share as Avalanche plugins: open the task's coefficients, merge the subspace.
 
-Order: :class:`ShareGuardPlugin`, :class:`ShareOpenTaskPlugin`, :class:`ShareMergePlugin`.
+Order: :class:`~avalanche_litelora.training.plugins.guards.AdapterGuardPlugin` (the guard
+every adapter strategy shares), :class:`ShareOpenTaskPlugin`, :class:`ShareMergePlugin`.
 They need a :class:`~avalanche_litelora.share.ShareClassifier` as the strategy's model.
 All three are rank-safe under torchrun (see :mod:`avalanche_litelora.training.distributed`):
 the model trains DDP-wrapped while a task's coefficients are open, a non-finite loss stops
@@ -11,19 +12,14 @@ from __future__ import annotations
 
 from typing import List, Optional, Union
 
-import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.utils import _at_task_boundary
 
-from avalanche_litelora.models.heads import head_capacity
 from avalanche_litelora.share.basis import validate_basis_choice
 from avalanche_litelora.share.model import ShareClassifier, check_positive_int
 from avalanche_litelora.training.optimizer_groups import place_new_parameters
 from avalanche_litelora.training.plugins._access import model_of_type
-from avalanche_litelora.training.plugins.current_classes import experience_classes
-from avalanche_litelora.training.plugins.guards import EvalLeavesTrainingAlone, check_stream_fits
 from avalanche_litelora.training.distributed import (
-    any_rank,
     broadcast_state_,
     make_optimizer,
     unwrap_model,
@@ -58,67 +54,6 @@ def _place(strategy) -> None:
     place_new_parameters(strategy.optimizer, model, share_group_anchors(model))
 
 
-def _subspace_keys(key: str) -> bool:
-    """State entries training may change: coefficients, bases, head, Share metadata."""
-    return (
-        ".adapters." in key
-        or ".basis_" in key
-        or ".extra_" in key
-        or key.startswith("head.")
-        or key == "_extra_state"
-    )
-
-
-class ShareGuardPlugin(EvalLeavesTrainingAlone, SupervisedPlugin, supports_distributed=True):
-    """Checks each experience before the subspace changes; restores it on a non-finite loss.
-
-    Put it first: it snapshots the model before the task's coefficients open. Under
-    torchrun a non-finite loss on any rank stops every rank at the same step. The global
-    RNG state after an evaluation is the one before it, as for the LoRA strategies.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self._snapshot = None
-
-    def before_training_exp(self, strategy, **kwargs):
-        model = share_model(strategy)
-        experience = strategy.experience
-        if not list(experience.task_labels):
-            raise ValueError(f"experience {experience.current_experience} has no task label")
-        classes = experience_classes(experience)
-        capacity = head_capacity(model.head)
-        if capacity is not None and classes and max(classes) >= capacity:
-            raise ValueError(
-                f"experience {experience.current_experience} has class {max(classes)} "
-                f"but the head holds only {capacity} classes"
-            )
-        self._snapshot = {
-            k: v.detach().clone() if torch.is_tensor(v) else v
-            for k, v in model.state_dict().items()
-            if _subspace_keys(k)
-        }
-
-    def before_update(self, strategy, **kwargs):
-        loss = strategy.loss
-        if not any_rank(not bool(torch.isfinite(loss).all())):  # every rank stops together
-            return
-        exp = strategy.experience.current_experience
-        iteration = strategy.clock.train_exp_iterations
-        if self._snapshot is not None:
-            share_model(strategy).load_state_dict(self._snapshot, strict=False)
-            unwrap_model(strategy)  # the DDP wrapper holds the tensors just replaced
-            make_optimizer(strategy, remove_params=True, reset_optimizer_state=True)
-            self._snapshot = None
-        raise FloatingPointError(
-            f"non-finite loss at experience {exp}, iteration {iteration}: training stopped "
-            "and the shared subspace was restored to its state before this experience"
-        )
-
-    def after_training_exp(self, strategy, **kwargs):
-        self._snapshot = None
-
-
 class ShareOpenTaskPlugin(SupervisedPlugin, supports_distributed=True):
     """Before each experience: the task's coefficients and ``phi`` temporary basis vectors.
 
@@ -140,7 +75,6 @@ class ShareOpenTaskPlugin(SupervisedPlugin, supports_distributed=True):
         """Avalanche's head growth and optimizer update then see the plain model's names,
         and the head built by the strategy has its place in the user's optimizer."""
         unwrap_model(strategy)
-        check_stream_fits(strategy.experience, share_model(strategy), "Share")
         _place(strategy)
 
     def before_training_exp(self, strategy, **kwargs):
@@ -180,7 +114,7 @@ class ShareMergePlugin(SupervisedPlugin, supports_distributed=True):
             return  # an online stream merges once, after its experience's last sub-experience
         model = share_model(strategy)
         model.merge_subspace(explained_variance=self.explained_variance, k=self.k)
-        broadcast_state_(model, _subspace_keys)
+        broadcast_state_(model, model.is_learned_key)
         unwrap_model(strategy)
         # the merge replaced the bases and coefficients: point the optimizer at the new ones
         make_optimizer(strategy, reset_optimizer_state=True)
