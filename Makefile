@@ -5,7 +5,7 @@ DATA ?= data
 # `import avalanche` writes ~/.avalanche/config.json: fall back to a private HOME if needed.
 export HOME := $(shell [ -w "$$HOME" ] && echo "$$HOME" || mktemp -d)
 
-.PHONY: install demo test clean
+.PHONY: install demo test test-fast clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,6 +21,11 @@ demo: install
 # pytest exits 5 when it collects nothing: that is a broken suite here, never a pass.
 test: install
 	$(PY) -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+# The inner loop: everything but the tests marked slow (end-to-end runs), under a minute.
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 clean:

@@ -40,20 +40,8 @@ from avalanche_litelora.training.checkpoint import (
     save_checkpoint,
 )
 from avalanche_litelora.training.loop import train_stream
-from avalanche_litelora.training.plugins import (
-    AdapterGuardPlugin,
-    BankGuardPlugin,
-    CheckpointPlugin,
-    CurrentClassesLossPlugin,
-    FreezeBankPlugin,
-    GateSelectionPlugin,
-    MergedEvalPlugin,
-    OpenCandidatePlugin,
-    PruneClosedCandidatePlugin,
-    ShareGuardPlugin,
-    ShareMergePlugin,
-    ShareOpenTaskPlugin,
-)
+from avalanche_litelora.training import plugins as _plugins
+from avalanche_litelora.training.plugins import *  # noqa: F401,F403 (the names in _plugins.__all__)
 
 __version__ = "0.1.0"
 
@@ -80,19 +68,8 @@ __all__ = [
     "ShareClassifier",
     "ShareLinear",
     "MergeReport",
-    # plugins
-    "AdapterGuardPlugin",
-    "BankGuardPlugin",
-    "OpenCandidatePlugin",
-    "GateSelectionPlugin",
-    "PruneClosedCandidatePlugin",
-    "FreezeBankPlugin",
-    "CurrentClassesLossPlugin",
-    "MergedEvalPlugin",
-    "ShareGuardPlugin",
-    "ShareOpenTaskPlugin",
-    "ShareMergePlugin",
-    "CheckpointPlugin",
+    # plugins: one lifecycle job each (avalanche_litelora.training.plugins)
+    *_plugins.__all__,
     # runs: checkpoints and the resumable loop
     "train_stream",
     "save_checkpoint",

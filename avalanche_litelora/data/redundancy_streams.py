@@ -36,7 +36,6 @@ The labels ride on the datasets (a constant ``redundancy`` data attribute), so t
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -49,6 +48,8 @@ from avalanche.benchmarks.utils.classification_dataset import TaskAwareSupervise
 from torch import Tensor
 from torch.utils.data import TensorDataset
 from torchvision.transforms.functional import InterpolationMode, rotate
+
+from avalanche_litelora.checks import check_count, is_finite
 
 from .fetch import fetch_dataset
 from .streams import _rebuild
@@ -222,13 +223,10 @@ def _check_arguments(form, schedule, dataset, seed, train_n, test_n, degrees):
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    for name, value in (("train_per_experience", train_n), ("test_per_experience", test_n)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-            raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
-    if (isinstance(degrees, bool) or not isinstance(degrees, (int, float))
-            or not math.isfinite(degrees) or not 0 < abs(degrees) <= 45):
+    check_count("seed", seed, 0)
+    check_count("train_per_experience", train_n, 2)
+    check_count("test_per_experience", test_n, 2)
+    if not is_finite(degrees) or not 0 < abs(degrees) <= 45:
         raise ValueError(
             f"near_repeat_degrees must be a non-zero angle of at most 45 degrees, got {degrees!r}")
     return parse_schedule(schedule)

@@ -8,6 +8,7 @@ import torch
 from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
 from avalanche.benchmarks.scenarios.supervised import with_classes_timeline
 from avalanche.benchmarks.scenarios.task_aware import with_task_labels
+from avalanche_litelora.checks import check_count
 
 
 def _rebuild(streams: Dict[str, List]):
@@ -22,8 +23,8 @@ def _rebuild(streams: Dict[str, List]):
 
 
 def _check_size(size) -> None:
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-        raise ValueError(f"subset sizes must be positive integers or None, got {size!r}")
+    if size is not None:
+        check_count("a subset size", size)
 
 
 def subsample_benchmark(

@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from .fetch import fetch_dataset, raw_dir
+from avalanche_litelora.checks import check_count
 
 #: WordNet's lexicographer files, by number (lexnames(5WN)): the topic categories.
 LEXNAMES = (
@@ -96,8 +97,7 @@ def load_wordnet_topics(
     Topics are ordered by lexicographer file number; ``fetch`` fills ``dataset_root``
     from Debian's ``wordnet-base`` when the files are missing or damaged.
     """
-    if isinstance(min_definitions, bool) or not isinstance(min_definitions, int) or min_definitions < 1:
-        raise ValueError(f"min_definitions must be a positive integer, got {min_definitions!r}")
+    check_count("min_definitions", min_definitions)
     if isinstance(parts_of_speech, str):
         parts_of_speech = [parts_of_speech]
     unknown = [p for p in parts_of_speech if p not in PARTS_OF_SPEECH]
@@ -160,10 +160,8 @@ def SplitWordNetTopics(  # noqa: N802 - named like Avalanche's classic benchmark
 
     from avalanche_litelora.backbones.text import load_tokenizer, tokenize
 
-    if isinstance(n_experiences, bool) or not isinstance(n_experiences, int) or n_experiences < 1:
-        raise ValueError(f"n_experiences must be a positive integer, got {n_experiences!r}")
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
-        raise ValueError(f"max_length must be an integer >= 2, got {max_length!r}")
+    check_count("n_experiences", n_experiences)
+    check_count("max_length", max_length, 2)
     data = load_wordnet_topics(dataset_root, min_definitions=min_definitions)
     n_classes = len(data.topics)
     if n_experiences > n_classes:

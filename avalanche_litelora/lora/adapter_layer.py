@@ -12,13 +12,23 @@ and scale on one output slice, and everything else is computed from it.
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from avalanche_litelora.checks import is_count
 from avalanche_litelora.lora import bank
+
+
+def set_trainable(tensors: Iterable[Tensor], trainable: bool) -> None:
+    """Switch gradients on or off; a tensor switched off also drops its stale gradient, so
+    an optimizer step (momentum, weight decay) cannot move it."""
+    for tensor in tensors:
+        tensor.requires_grad_(trainable)
+        if not trainable:
+            tensor.grad = None
 
 
 def is_pointwise_conv(module: nn.Module) -> bool:
@@ -105,7 +115,7 @@ class AdapterLayer(nn.Module):
         slices = dict(out_slices) if out_slices is not None else {"out": (0, out_features)}
         _check_slices(slices, out_features)
         max_rank = min([in_features] + [end - start for start, end in slices.values()])
-        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 < rank <= max_rank:
+        if not is_count(rank) or rank > max_rank:
             raise ValueError(
                 f"rank must be an integer in [1, {max_rank}] for a layer of shape "
                 f"{out_features}x{in_features}, got {rank!r}"

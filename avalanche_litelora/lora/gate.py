@@ -12,16 +12,26 @@ the sampled gate is open with probability ``sigmoid(l)`` exactly.
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Dict, Optional
 
 import torch
 from torch import Tensor, nn
 
+from avalanche_litelora.checks import check_choice, check_real
 
 #: The noises the candidate's gate can be sampled with (see the module docstring).
 GATE_NOISES = ("gumbel", "logistic")
+
+
+def check_init_logit(name: str, value) -> float:
+    """A finite logit > 0: a closed gate skips the candidate in the magnitude phase, so it
+    would never train and always be pruned."""
+    if check_real(name, value) <= 0:
+        raise ValueError(
+            f"{name} must be > 0, got {value!r}: a closed gate skips the candidate in the "
+            "magnitude phase, so it never trains and is always pruned (the paper uses 0.5)"
+        )
+    return float(value)
 
 
 def gate_noise_sample(like: Tensor, noise: str) -> Tensor:
@@ -55,15 +65,8 @@ class AdapterGate(nn.Module):
 
     def __init__(self, tau: float = 1.0, noise: str = "gumbel"):
         super().__init__()
-        if (
-            not isinstance(tau, numbers.Real) or isinstance(tau, bool)
-            or not math.isfinite(tau) or not tau > 0
-        ):
-            raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
-        if noise not in GATE_NOISES:
-            raise ValueError(f"gate noise must be one of {GATE_NOISES}, got {noise!r}")
-        self.tau = float(tau)
-        self.noise = noise
+        self.tau = check_real("tau", tau, positive=True)
+        self.noise = check_choice("gate noise", noise, GATE_NOISES)
         self.logits = nn.ParameterDict()
         self.candidate: Optional[str] = None
         self.selecting = False

@@ -21,6 +21,7 @@ from avalanche_litelora.lora.adapter_layer import (  # noqa: F401  (re-exported)
     is_adaptable,
     is_pointwise_conv,
     qkv_slices,
+    set_trainable,
 )
 
 
@@ -90,14 +91,8 @@ class LowRankAdapter(nn.Module):
         self.normalized.fill_(True)
 
     def set_requires_grad(self, adapter: bool, magnitude: bool) -> None:
-        for p in list(self.A.values()) + list(self.B.values()):
-            p.requires_grad_(adapter)
-            if not adapter:
-                p.grad = None
-        for p in self.magnitude.values():
-            p.requires_grad_(magnitude)
-            if not magnitude:
-                p.grad = None
+        set_trainable(list(self.A.values()) + list(self.B.values()), adapter)
+        set_trainable(self.magnitude.values(), magnitude)
 
 
 def _check_generator(generator) -> None:

@@ -16,9 +16,6 @@ Accuracies are per experience, averaged with equal weight per experience (the he
 from __future__ import annotations
 
 import warnings
-from typing import List
-
-from avalanche.evaluation.metric_results import MetricValue
 
 from avalanche_litelora.metrics.accuracy_matrix import (
     average_anytime_accuracy,
@@ -34,19 +31,8 @@ class ForgettingCurveMetric(RecordedMatrixMetric):
     def __init__(self, stream: str = "test_stream"):
         super().__init__(stream)
         self._warned = False
-        self._last: dict = {}
 
-    def result(self) -> dict:
-        """The values emitted last, by tag."""
-        return dict(self._last)
-
-    def reset(self) -> None:
-        self._last = {}
-
-    def after_eval(self, strategy) -> List[MetricValue]:
-        step = self.recorder.new_complete_row()
-        if step is None:
-            return []
+    def values_at(self, step: int) -> dict:
         stream = self.recorder.stream
         matrix = self.recorder.seen_matrix(step)
         values = {f"Accuracy_Seen/{stream}": sum(matrix[step]) / len(matrix[step])}
@@ -64,8 +50,7 @@ class ForgettingCurveMetric(RecordedMatrixMetric):
                 f"'{stream}' after every experience",
                 RuntimeWarning,
             )
-        self._last = values
-        return [MetricValue(self, name, value, step) for name, value in values.items()]
+        return values
 
     def __str__(self) -> str:
         return "ForgettingCurve"

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Tuple
 
 from avalanche.evaluation import PluginMetric
+from avalanche.evaluation.metric_results import MetricValue
 from avalanche.evaluation.metrics import Accuracy
 
 
@@ -108,11 +109,35 @@ class AccuracyMatrixRecorder:
 
 
 class RecordedMatrixMetric(PluginMetric):
-    """A PluginMetric fed by an :class:`AccuracyMatrixRecorder`: the callbacks it needs, once."""
+    """A PluginMetric fed by an :class:`AccuracyMatrixRecorder`: the callbacks it needs, once.
+
+    After each evaluation that completes a row of the matrix, :meth:`values_at` gives the
+    scalars to emit at ``x = step`` (the row's training experience); :meth:`result` is the
+    last of them.
+    """
 
     def __init__(self, stream: str = "test_stream"):
         super().__init__()
         self.recorder = AccuracyMatrixRecorder(stream)
+        self._last: dict = {}
+
+    def values_at(self, step: int) -> dict:
+        """The scalars, by tag, once row ``step`` of the matrix is complete."""
+        raise NotImplementedError
+
+    def result(self) -> dict:
+        """The values emitted last, by tag."""
+        return dict(self._last)
+
+    def reset(self) -> None:
+        self._last = {}
+
+    def after_eval(self, strategy) -> List[MetricValue]:
+        step = self.recorder.new_complete_row()
+        if step is None:
+            return []
+        self._last = self.values_at(step)
+        return [MetricValue(self, name, value, step) for name, value in self._last.items()]
 
     def before_training_exp(self, strategy):
         self.recorder.before_training_exp(strategy)

@@ -16,9 +16,8 @@ import numbers
 import re
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Tuple, Union
+from typing import Any, Dict, Mapping, Tuple, Union
 
-from avalanche.evaluation.metric_results import MetricValue
 
 from avalanche_litelora.metrics.recorder import RecordedMatrixMetric
 
@@ -34,24 +33,9 @@ class AccuracyCurveMetric(RecordedMatrixMetric):
     ``stream`` between training experiences count, once a row holds every trained experience.
     """
 
-    def __init__(self, stream: str = "test_stream"):
-        super().__init__(stream)
-        self._last: dict = {}
-
-    def result(self) -> dict:
-        return dict(self._last)
-
-    def reset(self) -> None:
-        self._last = {}
-
-    def after_eval(self, strategy) -> List[MetricValue]:
-        step = self.recorder.new_complete_row()
-        if step is None:
-            return []
+    def values_at(self, step: int) -> dict:
         row = self.recorder.rows[step]
-        stream = self.recorder.stream
-        self._last = {f"Accuracy_Curve/{stream}/Exp{j:03d}": row[j] for j in self.recorder.trained[: step + 1]}
-        return [MetricValue(self, name, value, step) for name, value in self._last.items()]
+        return {f"Accuracy_Curve/{self.recorder.stream}/Exp{j:03d}": row[j] for j in self.recorder.trained[: step + 1]}
 
     def __str__(self) -> str:
         return "AccuracyCurve"

@@ -7,7 +7,7 @@ BatchNorm statistics never drift, and a head regrown to a saved state dict's sha
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Sequence, Tuple, Type
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Type
 
 import torch
 from torch import nn
@@ -23,6 +23,17 @@ from avalanche_litelora.models.heads import (
     resize_head_like,
 )
 from avalanche_litelora.models.pending_head import PendingHead, head_for_loading
+
+
+def backbone_signature(backbone: nn.Module) -> List[list]:
+    """Names, shapes and dtypes of the frozen weights: everything but what adapter layers grow."""
+    adapted = tuple(f"{n}." for n, m in backbone.named_modules() if isinstance(m, AdapterLayer) and n)
+    signature = []
+    for name, tensor in backbone.state_dict().items():
+        inside = next((p for p in adapted if name.startswith(p)), None)
+        if torch.is_tensor(tensor) and (inside is None or name.startswith(inside + "base.")):
+            signature.append([name, list(tensor.shape), str(tensor.dtype)])
+    return signature
 
 
 class AdapterModel(nn.Module):
@@ -46,6 +57,14 @@ class AdapterModel(nn.Module):
             if self.is_learned_key(k)
         }
 
+    def fingerprint_settings(self) -> Dict[str, Any]:
+        """The settings this model was built with that a checkpoint must share to load."""
+        return {"rank": self.rank}
+
+    def checkpoint_fingerprint(self) -> Dict[str, Any]:
+        """What a checkpoint's model must match: the settings and the frozen backbone's shapes."""
+        return {**self.fingerprint_settings(), "backbone": backbone_signature(self.backbone)}
+
     def _adapt_backbone(
         self,
         backbone: nn.Module,
@@ -58,8 +77,8 @@ class AdapterModel(nn.Module):
         task_incremental: bool,
         initial_out_features: int,
         head_seed: Optional[int],
-    ) -> Tuple[Dict[str, AdapterLayer], Dict[str, torch.Tensor]]:
-        """Wrap the targets, swap the classifier for the head; ``(layers, replaced tensors)``.
+    ) -> Dict[str, AdapterLayer]:
+        """Wrap the targets, swap the classifier for the head; the wrapped layers by name.
 
         Every check runs before the backbone changes (``inject_lora`` validates first).
         """
@@ -71,6 +90,9 @@ class AdapterModel(nn.Module):
         layers = inject_lora(backbone, target_modules, rank, exclude=excluded, layer_type=layer_type)
         remove_classifier(backbone, how)
         self.backbone = backbone
+        #: ids of the backbone classifier's tensors the head replaced, by local name: a
+        #: user's optimizer built on the backbone holds them (its group is the head's).
+        self.replaced_classifier_ids: Dict[str, int] = {k: id(v) for k, v in replaced.items()}
         if head is None and in_features is None:  # headless: measured on the first experience
             head = PendingHead(task_incremental, initial_out_features, head_seed)
         if head is None:
@@ -78,7 +100,7 @@ class AdapterModel(nn.Module):
         self.head = head
         for p in self.head.parameters():
             p.requires_grad_(True)
-        return layers, replaced
+        return layers
 
     def train(self, mode: bool = True):
         """Train mode everywhere but in the backbone's normalisation statistics.

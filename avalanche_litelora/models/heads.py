@@ -14,6 +14,7 @@ import torch
 from avalanche.models import IncrementalClassifier, MultiHeadClassifier
 from torch import nn
 
+from avalanche_litelora.checks import check_count
 from avalanche_litelora.models.seeding import global_rng_untouched
 from avalanche_litelora.models.seeded_heads import SeededIncrementalClassifier, SeededMultiHeadClassifier
 
@@ -33,9 +34,7 @@ def find_classifier(
     (:mod:`avalanche_litelora.models.pending_head`).
     """
     if feature_dim is not None:
-        if isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim <= 0:
-            raise ValueError(f"feature_dim must be a positive integer, got {feature_dim!r}")
-        return None, feature_dim
+        return None, check_count("feature_dim", feature_dim)
     if hasattr(backbone, "reset_classifier") and hasattr(backbone, "num_features"):
         return "reset_classifier", int(backbone.num_features)
     for name in CLASSIFIER_NAMES:

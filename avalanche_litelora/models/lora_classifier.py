@@ -10,16 +10,16 @@ model stays a plain module, which benchmarks without task labels (Avalanche's
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from avalanche.models import MultiTaskModule
 from torch import Tensor, nn
 
-from avalanche_litelora.lora.gate import AdapterGate
+from avalanche_litelora.checks import check_flag
+from avalanche_litelora.lora.gate import AdapterGate, check_init_logit
 from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
+from avalanche_litelora.lora.adapter_layer import set_trainable
 from avalanche_litelora.lora.layer import LoRALinear
 from avalanche_litelora.models.adapter_model import AdapterModel
 from avalanche_litelora.models.phases import PHASE_TRAINS, Phase
@@ -70,13 +70,8 @@ class LoRAClassifier(AdapterModel):
         seed: Optional[int] = None,
     ):
         super().__init__()
-        if (
-            not isinstance(init_logit, numbers.Real) or isinstance(init_logit, bool)
-            or not math.isfinite(init_logit)
-        ):
-            raise ValueError(f"init_logit must be a finite number, got {init_logit!r}")
-        if not isinstance(task_incremental, bool):
-            raise TypeError(f"task_incremental must be True or False, got {task_incremental!r}")
+        init_logit = check_init_logit("init_logit", init_logit)
+        check_flag("task_incremental", task_incremental)
         if task_incremental != isinstance(self, MultiTaskModule):
             raise TypeError(
                 f"{type(self).__name__} is {'not ' if task_incremental else ''}a MultiTaskModule "
@@ -86,22 +81,19 @@ class LoRAClassifier(AdapterModel):
         seed = check_seed(seed)
         gate = AdapterGate(tau)  # validates tau before the backbone is touched
         self.seed = default_seed() if seed is None else seed
-        layers, replaced = self._adapt_backbone(
+        layers = self._adapt_backbone(
             backbone, target_modules=target_modules, rank=rank, layer_type=LoRALinear,
             feature_dim=feature_dim, head=head, task_incremental=task_incremental,
             initial_out_features=initial_out_features, head_seed=derive_seed(self.seed, "head"),
         )
         self.gate = gate
         self.rank = rank
-        self.init_logit = float(init_logit)
+        self.init_logit = init_logit
         self.task_incremental = task_incremental
         self.lora_layer_names: List[str] = list(layers)
         self.pruned_adapters: List[str] = []
         #: Whether earlier adapters' magnitudes train with each new one (set by the plugins).
         self.train_past_magnitudes = True
-        #: ids of the backbone classifier's tensors the head replaced, by local name: a
-        #: user's optimizer built on the backbone holds them (its group is the head's).
-        self.replaced_classifier_ids: Dict[str, int] = {k: id(v) for k, v in replaced.items()}
         self._opened = 0
         #: The :class:`Phase` that last chose what trains.
         self.phase = Phase.TRAIN
@@ -179,9 +171,7 @@ class LoRAClassifier(AdapterModel):
             adapter = layer.adapters[name]
             adapter.to_direction_form()
             adapter.set_requires_grad(adapter=False, magnitude=False)
-        logit = self.gate.logits[name]
-        logit.requires_grad_(False)
-        logit.grad = None
+        set_trainable([self.gate.logits[name]], False)
         if self.gate.candidate == name:
             self.gate.candidate = None
             self.gate.selecting = False
@@ -202,14 +192,8 @@ class LoRAClassifier(AdapterModel):
                     magnitude=candidate_magnitude if is_candidate else past_magnitudes,
                 )
         for name, logit in self.gate.logits.items():
-            trainable = name == candidate and candidate_logit
-            logit.requires_grad_(trainable)
-            if not trainable:
-                logit.grad = None
-        for p in self.head.parameters():
-            p.requires_grad_(head)
-            if not head:
-                p.grad = None
+            set_trainable([logit], name == candidate and candidate_logit)
+        set_trainable(self.head.parameters(), head)
         self.phase = phase
 
     def magnitude_phase(self, train_past_magnitudes: bool) -> None:
@@ -298,6 +282,15 @@ class LoRAClassifier(AdapterModel):
         return out
 
     # ------------------------------------------------------------- persistence
+    def fingerprint_settings(self) -> Dict[str, object]:
+        return {
+            "rank": self.rank,
+            "init_logit": self.init_logit,
+            "task_incremental": self.task_incremental,
+            "lora_layer_names": list(self.lora_layer_names),
+            "tau": self.gate.tau,
+        }
+
     def get_extra_state(self) -> dict:
         return {
             "pruned_adapters": list(self.pruned_adapters),

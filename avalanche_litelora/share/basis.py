@@ -13,6 +13,8 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from avalanche_litelora.checks import check_count, is_finite
+
 Factors = Tuple[Tensor, Tensor]
 
 
@@ -21,12 +23,10 @@ def validate_basis_choice(explained_variance: Optional[float], k: Optional[int])
     if explained_variance is not None and k is not None:
         raise ValueError("give either explained_variance or a fixed k, not both")
     if explained_variance is not None:
-        if isinstance(explained_variance, bool) or not isinstance(explained_variance, (int, float)):
-            raise ValueError(f"explained_variance must be a number in (0, 1], got {explained_variance!r}")
-        if not 0.0 < float(explained_variance) <= 1.0:
+        if not is_finite(explained_variance) or not 0.0 < float(explained_variance) <= 1.0:
             raise ValueError(f"explained_variance must be in (0, 1], got {explained_variance!r}")
-    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if k is not None:
+        check_count("k", k)
 
 
 def balanced_factors(b: Tensor, a: Tensor) -> Factors:

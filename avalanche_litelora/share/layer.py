@@ -18,7 +18,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from avalanche_litelora.lora.adapter_layer import AdapterLayer
+from avalanche_litelora.lora.adapter_layer import AdapterLayer, set_trainable
 from avalanche_litelora.share.basis import SubspaceMerge, merge_adapters
 
 #: The four per-slice tensors of the shared subspace, by attribute name.
@@ -54,10 +54,7 @@ class TaskCoefficients(nn.Module):
             self.B[key] = nn.Parameter(torch.zeros_like(a))
 
     def set_requires_grad(self, flag: bool) -> None:
-        for p in self.parameters():
-            p.requires_grad_(flag)
-            if not flag:
-                p.grad = None
+        set_trainable(self.parameters(), flag)
 
 
 class ShareLinear(AdapterLayer):

@@ -16,6 +16,7 @@ import torch
 from avalanche.models import MultiHeadClassifier, MultiTaskModule
 from torch import Tensor, nn
 
+from avalanche_litelora.checks import check_choice, check_count
 from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
 from avalanche_litelora.models.adapter_model import AdapterModel
 from avalanche_litelora.models.heads import head_capacity
@@ -29,13 +30,6 @@ UNKNOWN_TASK_CHOICES = ("backbone", "error")
 def task_key(task_label: int) -> str:
     """Name of a task's coefficients in every layer (ModuleDict keys must be strings)."""
     return f"task_{int(task_label)}"
-
-
-def check_positive_int(value, name: str) -> int:
-    """``value`` if it is a positive int (not a bool), else a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 @dataclass
@@ -83,9 +77,8 @@ class ShareClassifier(AdapterModel, MultiTaskModule):
         unknown_task: str = "backbone",
     ):
         super().__init__()
-        if unknown_task not in UNKNOWN_TASK_CHOICES:
-            raise ValueError(f"unknown_task must be one of {UNKNOWN_TASK_CHOICES}, got {unknown_task!r}")
-        layers, _ = self._adapt_backbone(
+        check_choice("unknown_task", unknown_task, UNKNOWN_TASK_CHOICES)
+        layers = self._adapt_backbone(
             backbone, target_modules=target_modules, rank=rank, layer_type=ShareLinear,
             feature_dim=feature_dim, head=head, task_incremental=True,
             initial_out_features=initial_out_features, head_seed=None,
@@ -150,8 +143,8 @@ class ShareClassifier(AdapterModel, MultiTaskModule):
         temporary vectors and coefficients of width ``rank``. Later tasks get
         ``temporary_vectors`` vectors and width ``pseudo_rank``.
         """
-        check_positive_int(pseudo_rank, "pseudo_rank")
-        check_positive_int(temporary_vectors, "temporary_vectors")
+        check_count("pseudo_rank", pseudo_rank)
+        check_count("temporary_vectors", temporary_vectors)
         labels = sorted({int(t) for t in task_labels})
         if not labels:
             raise ValueError("open_tasks needs at least one task label")

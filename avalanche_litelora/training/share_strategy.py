@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 from avalanche.core import BasePlugin
-from avalanche.training.templates import SupervisedTemplate
-from torch import nn
-from torch.nn import CrossEntropyLoss
-from torch.optim import Optimizer
 
 from avalanche_litelora.config import ShareConfig, accepts_config_keywords
-from avalanche_litelora.models.heads import classifier_parameters, find_classifier
 from avalanche_litelora.share.model import MergeReport, ShareClassifier
-from avalanche_litelora.training.checkpoint import CheckpointMixin
-from avalanche_litelora.training.compatibility import check_plugins
-from avalanche_litelora.training.distributed import RankSafeTemplateMixin, refuse_unsupported_plugins
-from avalanche_litelora.training.first_experience import HeadFromFirstExperienceMixin
-from avalanche_litelora.training.plugins.guards import AdapterGuardPlugin
-from avalanche_litelora.training.plugins.share import (
-    ShareMergePlugin,
-    ShareOpenTaskPlugin,
-    share_model,
-)
+from avalanche_litelora.training.adapter_strategy import AdapterStrategy
+from avalanche_litelora.training.plugins.share import ShareMergePlugin, ShareOpenTaskPlugin
 
 
 @accepts_config_keywords
-class ShareStrategy(HeadFromFirstExperienceMixin, CheckpointMixin, RankSafeTemplateMixin, SupervisedTemplate):
+class ShareStrategy(AdapterStrategy):
     """Share: one shared LoRA subspace per layer, a few coefficients per task.
 
     The first experience trains a rank-``rank`` adapter that seeds the bases. Every later
@@ -45,66 +32,28 @@ class ShareStrategy(HeadFromFirstExperienceMixin, CheckpointMixin, RankSafeTempl
     Every other keyword goes to ``SupervisedTemplate``.
     """
 
+    model_class = ShareClassifier
     config_class = ShareConfig
+    method_name = "Share"
 
-    def __init__(
-        self,
-        *,
-        model: nn.Module,
-        optimizer: Optimizer,
-        config: Optional[ShareConfig] = None,
-        criterion=None,
-        plugins: Optional[Sequence[BasePlugin]] = None,
-        **kwargs,
-    ):
-        config, base_kwargs = ShareConfig.from_keywords(config, kwargs)
-        #: The settings, validated (a ``dataclasses`` instance: ``asdict(strategy.config)``).
-        self.config = config
-        share_plugins = [
-            AdapterGuardPlugin(),
+    def _method_plugins(self, config: ShareConfig) -> List[BasePlugin]:
+        return [
             ShareOpenTaskPlugin(pseudo_rank=config.pseudo_rank, temporary_vectors=config.temporary_vectors),
             ShareMergePlugin(explained_variance=config.explained_variance, k=config.k),
         ]
-        # SupervisedTemplate rejects unknown keywords before the backbone is touched.
-        super().__init__(
-            model=model,
-            optimizer=optimizer,
-            criterion=criterion if criterion is not None else CrossEntropyLoss(),
-            plugins=share_plugins + list(plugins or []),
-            **base_kwargs,
-        )
-        refuse_unsupported_plugins(self.plugins)  # under torchrun; the backbone is untouched
-        check_plugins(self.plugins, model, "ShareStrategy")  # the backbone is still untouched
-        if isinstance(model, ShareClassifier):
-            self.model = model
-        else:
-            how, _ = find_classifier(model, config.feature_dim)
-            replaced = {k: id(v) for k, v in classifier_parameters(model, how).items()}
-            self.model = ShareClassifier(
-                model,
-                rank=config.rank,
-                target_modules=config.target_modules,
-                feature_dim=config.feature_dim,
-                unknown_task=config.unknown_task,
-            )
-            # the head joins the optimizer group of the classifier it replaced
-            self.model.replaced_classifier_ids = replaced
 
     # Read-outs, straight from the model.
     @property
     def share_model(self) -> ShareClassifier:
-        return share_model(self)
+        return self.adapter_model
 
     @property
     def lora_model(self) -> ShareClassifier:
         """Same as :attr:`share_model`, under the LoRA strategies' name."""
-        return share_model(self)
+        return self.adapter_model
 
     def basis_sizes(self) -> Dict[str, int]:
         return self.share_model.basis_sizes()
-
-    def adapter_parameter_count(self) -> int:
-        return self.share_model.adapter_parameter_count()
 
     def per_task_lora_parameter_count(self, n_tasks: Optional[int] = None) -> int:
         return self.share_model.per_task_lora_parameter_count(n_tasks)

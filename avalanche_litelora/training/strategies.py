@@ -1,19 +1,14 @@
-"""Thin Avalanche strategies: a ``SupervisedTemplate`` plus the adapter-bank plugins.
+"""The adapter-bank strategies: LiteLoRA, per-task LoRA (SD-LoRA), sequential and task-routed LoRA.
 
-All three share one model class and one set of plugins, so LiteLoRA, per-task LoRA
-(SD-LoRA) and sequential LoRA differ only in which lifecycle plugins they append.
+They share one model class and one set of plugins, and differ only in the config they take
+and the lifecycle plugins they append (:meth:`_LoRABankStrategy._bank_plugins`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import List, Optional, Sequence
+from typing import List
 
 from avalanche.core import BasePlugin
-from avalanche.training.templates import SupervisedTemplate
-from torch import nn
-from torch.nn import CrossEntropyLoss
-from torch.optim import Optimizer
 
 from avalanche_litelora.config import (
     LiteLoRAConfig,
@@ -25,118 +20,38 @@ from avalanche_litelora.config import (
 )
 from avalanche_litelora.models.lora_classifier import LoRAClassifier
 from avalanche_litelora.models.task_routed import TaskRoutedLoRAClassifier
-from avalanche_litelora.training.checkpoint import CheckpointMixin
-from avalanche_litelora.training.compatibility import check_plugins
-from avalanche_litelora.training.distributed import RankSafeTemplateMixin, refuse_unsupported_plugins
-from avalanche_litelora.training.first_experience import HeadFromFirstExperienceMixin
-from avalanche_litelora.training.plugins import (
-    AdapterGuardPlugin,
-    CurrentClassesLossPlugin,
-    FreezeBankPlugin,
-    GateSelectionPlugin,
-    MergedEvalPlugin,
-    OpenCandidatePlugin,
-    PruneClosedCandidatePlugin,
-)
-from avalanche_litelora.training.plugins._access import lora_model
+from avalanche_litelora.training import plugins as bank
+from avalanche_litelora.training.adapter_strategy import AdapterStrategy
 from avalanche_litelora.training.plugins.task_routing import OpenTaskAdapterPlugin
-from avalanche_litelora.training.plugins.selection import check_gate_can_decide
+from avalanche_litelora.training.plugins.selection import warn_if_gate_cannot_decide
 
 
-def _is_count(value, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def _check_template_arguments(model, base_kwargs) -> None:
-    """What Avalanche would only trip over at ``train()``, refused before anything changes."""
-    for name in ("train_mb_size", "train_epochs"):
-        if name in base_kwargs and not _is_count(base_kwargs[name], 1):
-            raise ValueError(f"{name} must be a positive integer, got {base_kwargs[name]!r}")
-    eval_mb = base_kwargs.get("eval_mb_size")
-    if eval_mb is not None and not _is_count(eval_mb, 1):
-        raise ValueError(f"eval_mb_size must be a positive integer or None, got {eval_mb!r}")
-    if isinstance(model, nn.Module):
-        tensors = list(model.parameters()) + list(model.buffers())
-        if any(t.is_meta for t in tensors):
-            raise ValueError(
-                "the model has tensors on the meta device (shapes without data): load or "
-                "materialise its weights (e.g. to_empty + load_state_dict) before training"
-            )
-
-
-@accepts_config_keywords(config_class=LiteLoRAConfig)  # every bank setting passes Avalanche's check
-class _LoRABankStrategy(
-    HeadFromFirstExperienceMixin, CheckpointMixin, RankSafeTemplateMixin, SupervisedTemplate
-):
-    """Wires a plain backbone into a :class:`LoRAClassifier` and appends bank plugins.
-
-    Its settings are one config (:attr:`config_class`), given as ``config=`` or as its
-    fields' keywords; every other keyword goes to ``SupervisedTemplate``.
-    ``save_checkpoint(path)`` / ``resume(path)`` come from :class:`CheckpointMixin`.
+class _LoRABankStrategy(AdapterStrategy):
+    """A :class:`~avalanche_litelora.training.adapter_strategy.AdapterStrategy` over a
+    :class:`LoRAClassifier`: the method's bank plugins, then the class-incremental loss and
+    the merged evaluation its config asks for.
     """
 
-    #: The model a plain backbone is wired into.
     model_class = LoRAClassifier
-    #: The settings this strategy takes.
     config_class = LoRABankConfig
+    method_name = "LiteLoRA"
 
-    def __init__(
-        self,
-        *,
-        model: nn.Module,
-        optimizer: Optimizer,
-        config: Optional[LoRABankConfig] = None,
-        criterion=None,
-        plugins: Optional[Sequence[BasePlugin]] = None,
-        **kwargs,
-    ):
-        config, base_kwargs = self.config_class.from_keywords(config, kwargs)
-        foreign = sorted(set(base_kwargs) & {f.name for f in dataclasses.fields(LiteLoRAConfig)})
-        if foreign:
-            raise TypeError(
-                f"{foreign} are LiteLoRA settings, not settings of {type(self).__name__} "
-                f"(its settings: {self.config_class.__name__})"
-            )
-        _check_template_arguments(model, base_kwargs)
-        #: The settings, validated (a ``dataclasses`` instance: ``asdict(strategy.config)``).
-        self.config = config
-        bank_plugins = self._bank_plugins(config)
+    def _method_plugins(self, config: LoRABankConfig) -> List[BasePlugin]:
+        plugins = self._bank_plugins(config)
         if not config.task_incremental:
-            bank_plugins = bank_plugins + [CurrentClassesLossPlugin()]
+            plugins.append(bank.CurrentClassesLossPlugin())
         if config.merge_for_eval:
-            bank_plugins = bank_plugins + [MergedEvalPlugin()]
-        all_plugins = [AdapterGuardPlugin()] + bank_plugins + list(plugins or [])
-        # SupervisedTemplate rejects unknown keywords before the backbone is touched.
-        super().__init__(
-            model=model,
-            optimizer=optimizer,
-            criterion=criterion if criterion is not None else CrossEntropyLoss(),
-            plugins=all_plugins,
-            **base_kwargs,
-        )
-        refuse_unsupported_plugins(self.plugins)  # under torchrun; the backbone is untouched
-        check_plugins(self.plugins, model, type(self).__name__)  # the backbone is still untouched
-        if isinstance(model, self.model_class):
-            self.model = model
-        else:
-            self.model = self.model_class(
-                model,
-                rank=config.rank,
-                target_modules=config.target_modules,
-                task_incremental=config.task_incremental,
-                feature_dim=config.feature_dim,
-                init_logit=config.init_logit,
-                tau=config.tau,
-            )
+            plugins.append(bank.MergedEvalPlugin())
+        return plugins
 
     def _bank_plugins(self, config) -> List[BasePlugin]:
-        """The lifecycle plugins that make this strategy the method it is."""
+        """The lifecycle plugins that tell one bank method from another."""
         raise NotImplementedError
 
     # Read-outs: the numbers users watch, straight from the bank.
     @property
     def lora_model(self) -> LoRAClassifier:
-        return lora_model(self)
+        return self.adapter_model
 
     @property
     def active_adapters(self) -> List[str]:
@@ -145,9 +60,6 @@ class _LoRABankStrategy(
     @property
     def pruned_adapters(self) -> List[str]:
         return list(self.lora_model.pruned_adapters)
-
-    def adapter_parameter_count(self) -> int:
-        return self.lora_model.adapter_parameter_count()
 
     def gate_logits(self):
         return self.lora_model.gate_logits()
@@ -176,7 +88,7 @@ class LiteLoRAStrategy(_LoRABankStrategy):
     config_class = LiteLoRAConfig
 
     def _bank_plugins(self, config: LiteLoRAConfig) -> List[BasePlugin]:
-        selection = GateSelectionPlugin(
+        selection = bank.GateSelectionPlugin(
             lambda_sparsity=config.lambda_sparsity,
             selection_epochs=config.selection_epochs,
             selection_lr=config.selection_lr,
@@ -184,12 +96,12 @@ class LiteLoRAStrategy(_LoRABankStrategy):
             min_selection_steps=config.min_selection_steps,
             gate_noise=config.gate_noise,
         )
-        check_gate_can_decide(config.init_logit, selection)
+        warn_if_gate_cannot_decide(config.init_logit, selection)
         return [
-            OpenCandidatePlugin(train_past_magnitudes=config.train_past_magnitudes),
+            bank.OpenCandidatePlugin(train_past_magnitudes=config.train_past_magnitudes),
             selection,
-            PruneClosedCandidatePlugin(refit_steps=config.refit_steps, refit_lr=config.refit_lr),
-            FreezeBankPlugin(),
+            bank.PruneClosedCandidatePlugin(refit_steps=config.refit_steps, refit_lr=config.refit_lr),
+            bank.FreezeBankPlugin(),
         ]
 
 
@@ -205,7 +117,7 @@ class PerTaskLoRAStrategy(_LoRABankStrategy):
     config_class = PerTaskLoRAConfig
 
     def _bank_plugins(self, config: PerTaskLoRAConfig) -> List[BasePlugin]:
-        return [OpenCandidatePlugin(train_past_magnitudes=config.train_past_magnitudes), FreezeBankPlugin()]
+        return [bank.OpenCandidatePlugin(train_past_magnitudes=config.train_past_magnitudes), bank.FreezeBankPlugin()]
 
 
 @accepts_config_keywords
@@ -215,7 +127,7 @@ class SequentialLoRAStrategy(_LoRABankStrategy):
     config_class = SequentialLoRAConfig
 
     def _bank_plugins(self, config: SequentialLoRAConfig) -> List[BasePlugin]:
-        return [OpenCandidatePlugin(single_adapter=True)]
+        return [bank.OpenCandidatePlugin(single_adapter=True)]
 
 
 @accepts_config_keywords
@@ -231,4 +143,4 @@ class TaskRoutedLoRAStrategy(_LoRABankStrategy):
     config_class = TaskRoutedLoRAConfig
 
     def _bank_plugins(self, config: TaskRoutedLoRAConfig) -> List[BasePlugin]:
-        return [OpenTaskAdapterPlugin(), FreezeBankPlugin()]
+        return [OpenTaskAdapterPlugin(), bank.FreezeBankPlugin()]

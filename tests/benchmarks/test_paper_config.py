@@ -104,6 +104,7 @@ def _tiny_argv(root, *extra):
             "--data-root", str(root / "data"), "--out", str(root / "out"), "--workers", "0", *extra]
 
 
+@pytest.mark.slow
 def test_paper_path_end_to_end_on_a_small_vit_then_resume(tmp_path, monkeypatch, capsys):
     argv = _tiny_argv(tmp_path, "--pretrained", SMALL_VIT, "--strategies", "litelora", "sdlora",
                       "--throughput-samples", "2")

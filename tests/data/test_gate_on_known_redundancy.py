@@ -10,6 +10,8 @@ import pytest
 
 from avalanche_litelora.demo import narrow_bank_run
 
+pytestmark = pytest.mark.slow  # trains the narrow bank on a known-redundancy stream, four seeds
+
 
 @pytest.fixture(scope="module")
 def root(fetched):

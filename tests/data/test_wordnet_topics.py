@@ -12,6 +12,8 @@ from avalanche_litelora.data.wordnet_topics import (
     LEXNAMES, TEST_MODULUS, is_test_synset, parse_data_file,
 )
 
+pytestmark = pytest.mark.slow  # builds the WordNet topic stream and its tokenizer
+
 NOUN_TOPICS_1000 = [  # noun lexicographer files with at least 1,000 synsets, by file number
     "noun.act", "noun.animal", "noun.artifact", "noun.attribute", "noun.body", "noun.cognition",
     "noun.communication", "noun.event", "noun.food", "noun.group", "noun.location", "noun.object",

@@ -33,6 +33,8 @@ import torch
 import ddp_worker
 from avalanche_litelora.training import distributed
 
+pytestmark = pytest.mark.slow  # spawns two-process torchrun jobs
+
 HERE = Path(__file__).resolve().parent
 STRATEGIES = ("litelora", "pertask", "sequential", "share")
 ACC_TOLERANCE = 0.08

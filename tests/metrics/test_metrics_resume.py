@@ -12,6 +12,8 @@ from avalanche_litelora.metrics import accuracy_row
 from avalanche_litelora.training.checkpoint import load_checkpoint, save_checkpoint
 from builders import digits_benchmark, lite_kwargs, sgd, tiny_mlp
 
+pytestmark = pytest.mark.slow  # trains, checkpoints and resumes a logged run
+
 
 def _strategy(log_dir):
     model = tiny_mlp()

@@ -13,6 +13,8 @@ from avalanche_litelora.evaluation import litelora_evaluator
 from avalanche_litelora.metrics import accuracy_row, average_anytime_accuracy, forgetting_per_experience
 from builders import digits_benchmark, lite_kwargs, sgd, tiny_mlp
 
+pytestmark = pytest.mark.slow  # trains LiteLoRA runs and reads their TensorBoard event files
+
 N_EXP = 5
 
 

@@ -57,6 +57,7 @@ def logdir(one_thread, tmp_path_factory):
     return root, runs
 
 
+@pytest.mark.slow
 def test_accuracy_curves_are_the_accuracy_matrix_at_x_experience(logdir):
     root, runs = logdir
     matrix, _, order = runs["litelora_lam0.03"]

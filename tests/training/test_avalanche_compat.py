@@ -34,6 +34,8 @@ from avalanche_litelora.training.compatibility import IncompatiblePluginError
 from builders import MLP_TARGETS, sgd, tiny_mlp
 from compat_runs import CI_KINDS, TI_KINDS, TargetsSeen, TermProbe, build, train_on
 
+pytestmark = pytest.mark.slow  # trains every strategy beside each of Avalanche's plugins (about 45 s)
+
 REPLAY_POLICIES = {
     "experience-balanced": lambda: ReplayPlugin(mem_size=60),
     "class-balanced": lambda: ReplayPlugin(mem_size=60, storage_policy=ClassBalancedBuffer(60)),

@@ -14,6 +14,8 @@ from avalanche.training.plugins import ReplayPlugin
 
 from compat_runs import CI_KINDS, TargetsSeen, build, digits_class_incremental_benchmark, train_on
 
+pytestmark = pytest.mark.slow  # trains on each of Avalanche's benchmark generators
+
 
 @pytest.fixture(scope="module")
 def new_api_benchmark():
@@ -125,7 +127,6 @@ def test_avalanche_dill_checkpoint_fails_even_for_naive(ci_benchmark, tmp_path):
         save_checkpoint(strategy, str(tmp_path / "avalanche.pkl"))
 
 
-@pytest.mark.slow
 def test_the_readme_example_runs_end_to_end(capsys):
     """The README's LiteLoRA + ReplayPlugin + class_incremental_benchmark block, as written."""
     from pathlib import Path

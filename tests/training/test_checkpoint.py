@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import types
 from pathlib import Path
@@ -121,6 +122,7 @@ def saved(tiny_ci, tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(STRATEGIES) + ["share"])
 def test_a_resumed_strategy_continues_bitwise_like_the_uninterrupted_one(kind, tiny_ci, ti_benchmark, tmp_path):
     build = _share if kind == "share" else (lambda: _strategy(kind))
@@ -211,6 +213,34 @@ def test_another_configuration_is_refused_before_anything_changes(kind, override
     with pytest.raises(CheckpointError, match=f"another configuration(.|\n)*{field}"):
         load_checkpoint(strategy, saved)
     assert _same_snapshot(before, _snapshot(strategy))
+
+
+def test_the_fingerprint_is_the_strategy_config_and_a_changed_setting_is_named(saved):
+    payload = torch.load(saved, map_location="cpu", weights_only=True)
+    assert payload["fingerprint"]["config"] == dataclasses.asdict(_strategy().config)
+    strategy = _strategy(refit_lr=0.5)
+    with pytest.raises(CheckpointError, match=r"config.refit_lr: checkpoint has 0.01, this run has 0.5"):
+        load_checkpoint(strategy, saved)
+
+
+def test_a_checkpoint_written_before_the_config_entered_the_fingerprint_still_resumes(saved, tmp_path):
+    older = _rewrite(saved, tmp_path / "checkpoint.pt", lambda payload: payload["fingerprint"].pop("config"))
+    assert load_checkpoint(_strategy(), older)["experiences_done"] == 2
+    with pytest.raises(CheckpointError, match="plugin_settings"):  # its plugin settings still decide
+        load_checkpoint(_strategy(refit_lr=0.5), older)
+
+
+def test_plugin_state_goes_through_checkpoint_state_and_the_older_attribute_form_still_loads(saved, tmp_path):
+    strategy = _strategy()
+    index = next(i for i, p in enumerate(strategy.plugins) if isinstance(p, PruneClosedCandidatePlugin))
+    payload = torch.load(saved, map_location="cpu", weights_only=True)
+    assert set(payload["plugins"][index]) == {"__custom__"}  # the plugin's own checkpoint_state()
+
+    def older_form(payload):  # how files written before the protocol held the decisions
+        payload["plugins"][index] = {"decisions": [("adapter_1", 2)]}
+
+    load_checkpoint(strategy, _rewrite(saved, tmp_path / "checkpoint.pt", older_form))
+    assert strategy.plugins[index].decisions == [("adapter_1", 2)]
 
 
 def test_a_model_that_does_not_fit_is_refused_without_half_loading(saved, tmp_path):

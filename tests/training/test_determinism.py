@@ -18,6 +18,8 @@ from avalanche_litelora import LiteLoRAStrategy, PerTaskLoRAStrategy
 from avalanche_litelora.training.plugins import PruneClosedCandidatePlugin
 from builders import digits_benchmark, lite_kwargs, sgd, tiny_mlp
 
+pytestmark = pytest.mark.slow  # repeats whole runs to compare them
+
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():

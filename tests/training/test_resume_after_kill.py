@@ -21,6 +21,8 @@ import pytest
 import resumable_run
 from avalanche_litelora.training.checkpoint import read_checkpoint
 
+pytestmark = pytest.mark.slow  # kills and resumes a real run in a subprocess
+
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(
     ["avalanche_litelora", "avalanche.evaluation.metrics", "sklearn.datasets"]

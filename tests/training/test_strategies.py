@@ -22,6 +22,7 @@ def _adapter_tensors(model, name):
     return out
 
 
+@pytest.mark.slow
 def test_vit_backbone_bitwise_unchanged_and_frozen_adapter_unchanged(ci_benchmark):
     vit = tiny_vit()
     backbone_before = {k: v.clone() for k, v in vit.state_dict().items() if "head" not in k}
@@ -71,6 +72,7 @@ def _per_task_kwargs():
     )
 
 
+@pytest.mark.slow
 def test_huge_lambda_prunes_every_candidate_after_the_first(ci_benchmark):
     mlp = tiny_mlp()
     strategy = LiteLoRAStrategy(model=mlp, optimizer=sgd(mlp), **lite_kwargs(lambda_sparsity=1000.0))
@@ -93,6 +95,7 @@ def test_huge_lambda_prunes_every_candidate_after_the_first(ci_benchmark):
     assert not any("adapter_1" in k for k in strategy.model.state_dict())
 
 
+@pytest.mark.slow
 def test_zero_lambda_keeps_every_adapter(ci_benchmark):
     mlp = tiny_mlp()
     strategy = LiteLoRAStrategy(model=mlp, optimizer=sgd(mlp), **lite_kwargs(lambda_sparsity=0.0))
@@ -153,6 +156,7 @@ def test_candidate_tensors_are_in_the_optimizer_and_phases_switch(ci_benchmark):
     assert second[2]["trainable"] == ["gate"] and second[2]["logit_trains"]
 
 
+@pytest.mark.slow
 def test_task_incremental_stream_learns_with_multi_head(ti_benchmark):
     mlp = tiny_mlp()
     strategy = LiteLoRAStrategy(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .tokens import unpack_tokens
+from avalanche_litelora.checks import check_count
 
 POOLINGS = ("mean", "cls", "pooler")
 
@@ -41,8 +42,7 @@ class HFTextEncoder(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh linear head (``0``: none, the model returns features), timm style."""
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
+        check_count("num_classes", num_classes, 0)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
     def forward_features(self, x: Tensor) -> Tensor:

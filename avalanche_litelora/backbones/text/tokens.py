@@ -11,6 +11,7 @@ from typing import Sequence, Tuple
 
 import torch
 from torch import Tensor
+from avalanche_litelora.checks import check_count
 
 
 def pack_tokens(input_ids: Tensor, attention_mask: Tensor) -> Tensor:
@@ -42,8 +43,7 @@ def unpack_tokens(x: Tensor) -> Tuple[Tensor, Tensor]:
 
 def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> Tensor:
     """Texts -> ``(N, 2, max_length)`` with a Hugging Face tokenizer (truncated, right-padded)."""
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
-        raise ValueError(f"max_length must be an integer >= 2, got {max_length!r}")
+    check_count("max_length", max_length, 2)
     texts = list(texts)
     if not all(isinstance(t, str) for t in texts):
         raise TypeError("texts must be strings")

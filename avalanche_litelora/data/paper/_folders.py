@@ -7,13 +7,20 @@ own ``nc_benchmark``, so the result is a classic Avalanche benchmark.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import zlib
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from avalanche.benchmarks import nc_benchmark
+from avalanche.benchmarks.datasets.dataset_utils import default_dataset_location
 from avalanche.benchmarks.utils import PathsDataset
+
+from avalanche_litelora.checks import check_count
+
+from .transforms import vit_eval_transform, vit_train_transform
 
 #: Image file suffixes the folder datasets read (case-insensitive).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -43,8 +50,7 @@ def reference_class_order(n_classes: int, seed: int) -> List[int]:
     the dataset's class ids; NumPy's legacy generator is frozen, so the order is stable.
     Pass it as ``fixed_class_order`` to reproduce the reference's tasks exactly.
     """
-    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
-        raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
+    check_count("n_classes", n_classes)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     return np.random.RandomState(seed).permutation(n_classes).tolist()
@@ -73,9 +79,57 @@ def split_class(files: Sequence[str], name: str, split_seed: int) -> Tuple[List[
     return [files[i] for i in order[:n_train]], [files[i] for i in order[n_train:]]
 
 
-def check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+#: The keywords of Avalanche's classic split benchmarks that every builder here takes, with
+#: their defaults (the transforms: the papers' ViT-B/16 preprocessing).
+SPLIT_KEYWORDS: Dict[str, Any] = {
+    "return_task_id": False,
+    "seed": None,
+    "fixed_class_order": None,
+    "class_ids_from_zero_in_each_exp": False,
+    "train_transform": vit_train_transform(),
+    "eval_transform": vit_eval_transform(),
+}
+
+
+def split_builder(n_experiences: int, root_folder: str = "") -> Callable[[Callable], Callable]:
+    """Decorator: ``build(n_experiences, root, *, <its own keywords>, **split)`` becomes a public
+    builder ``(n_experiences=<default>, *, <its own keywords>, dataset_root=None, <SPLIT_KEYWORDS>)``.
+
+    The builder checks ``n_experiences``, resolves ``dataset_root`` (default: Avalanche's
+    dataset location, ``root_folder`` below it), refuses an unknown keyword, and passes
+    ``build`` every split keyword with its default filled in; its signature lists them all,
+    for ``help()`` and IDEs.
+    """
+
+    def decorate(build: Callable) -> Callable:
+        params = list(inspect.signature(build).parameters.values())
+        own = [p for p in params[2:] if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        accepted = {"n_experiences", "dataset_root"} | {p.name for p in own} | set(SPLIT_KEYWORDS)
+
+        @functools.wraps(build)
+        def builder(n_experiences: int = n_experiences, **kwargs):
+            unknown = sorted(set(kwargs) - accepted)
+            if unknown:
+                raise TypeError(f"{build.__name__}() got unexpected keyword arguments {unknown}")
+            check_count("n_experiences", n_experiences)
+            root = dataset_root_or_default(kwargs.pop("dataset_root", None), root_folder)
+            split = {name: kwargs.pop(name, default) for name, default in SPLIT_KEYWORDS.items()}
+            return build(n_experiences, root, **kwargs, **split)
+
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        builder.__signature__ = inspect.Signature(
+            [inspect.Parameter("n_experiences", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=n_experiences)]
+            + own + [inspect.Parameter("dataset_root", keyword, default=None)]
+            + [inspect.Parameter(n, keyword, default=d) for n, d in SPLIT_KEYWORDS.items()]
+        )
+        return builder
+
+    return decorate
+
+
+def dataset_root_or_default(dataset_root: Optional[Union[str, Path]], name: str = "") -> Path:
+    """``dataset_root``, else Avalanche's default dataset location (``name`` below it)."""
+    return Path(dataset_root) if dataset_root is not None else Path(default_dataset_location(name))
 
 
 def class_incremental(
@@ -92,7 +146,7 @@ def class_incremental(
     class_ids_from_zero_in_each_exp: bool = False,
 ):
     """Avalanche's ``nc_benchmark`` over the two datasets (the classic benchmarks' call)."""
-    check_int("n_experiences", n_experiences, 1)
+    check_count("n_experiences", n_experiences)
     if n_classes % n_experiences:
         raise ValueError(
             f"n_experiences={n_experiences} does not divide the {n_classes} classes evenly"

@@ -7,12 +7,9 @@ bird's bounding box, which the LoRA / prompt continual-learning papers do not do
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
-from avalanche.benchmarks.datasets.dataset_utils import default_dataset_location
-
-from ._folders import PaperDatasetError, check_int, class_incremental, paths_dataset
-from .transforms import vit_eval_transform, vit_train_transform
+from ._folders import PaperDatasetError, class_incremental, paths_dataset, split_builder
 
 N_CLASSES = 200
 URL = "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz"
@@ -63,29 +60,13 @@ def read_cub(root: Path) -> Tuple[List[Tuple[str, int]], List[Tuple[str, int]]]:
     return train, test
 
 
-def SplitCUB200(
-    n_experiences: int = 10,
-    *,
-    return_task_id: bool = False,
-    seed: Optional[int] = None,
-    fixed_class_order: Optional[Sequence[int]] = None,
-    class_ids_from_zero_in_each_exp: bool = False,
-    train_transform: Optional[Any] = vit_train_transform(),
-    eval_transform: Optional[Any] = vit_eval_transform(),
-    dataset_root: Optional[Union[str, Path]] = None,
-    download: bool = False,
-):
+@split_builder(n_experiences=10)
+def SplitCUB200(n_experiences: int, root: Path, *, download: bool = False, **split):
     """Class-incremental CUB-200 (5,994 train / 5,794 test images; 10 x 20 in LiteLoRA's config)."""
-    check_int("n_experiences", n_experiences, 1)
-    root = Path(dataset_root) if dataset_root is not None else Path(default_dataset_location(""))
     if download and not (root / "CUB_200_2011").is_dir():
         from torchvision.datasets.utils import download_and_extract_archive
 
         download_and_extract_archive(URL, download_root=str(root), extract_root=str(root), md5=MD5)
     train, test = read_cub(root)
-    return class_incremental(
-        paths_dataset(root, train), paths_dataset(root, test), n_experiences=n_experiences,
-        n_classes=N_CLASSES, return_task_id=return_task_id, seed=seed,
-        fixed_class_order=fixed_class_order, train_transform=train_transform,
-        eval_transform=eval_transform, class_ids_from_zero_in_each_exp=class_ids_from_zero_in_each_exp,
-    )
+    return class_incremental(paths_dataset(root, train), paths_dataset(root, test),
+                             n_experiences=n_experiences, n_classes=N_CLASSES, **split)

@@ -19,10 +19,11 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from avalanche.benchmarks import nc_benchmark
-from avalanche.benchmarks.datasets.dataset_utils import default_dataset_location
 
-from ._folders import PaperDatasetError, check_int, class_incremental, paths_dataset
-from .transforms import vit_eval_transform, vit_train_transform
+from avalanche_litelora.checks import check_count
+
+from ._folders import SPLIT_KEYWORDS, PaperDatasetError, class_incremental
+from ._folders import dataset_root_or_default, paths_dataset, split_builder
 
 DOMAINS = ("clipart", "infograph", "painting", "quickdraw", "real", "sketch")
 N_CLASSES = 345
@@ -31,10 +32,6 @@ SOURCE = ("http://ai.bu.edu/M3SDA/ (DomainNet, Peng et al. 2019): the six domain
 LAYOUT = ("  domainnet/<domain>/<class>/*.jpg for each domain\n"
           "  domainnet/<domain>_train.txt and domainnet/<domain>_test.txt\n"
           f"  domains: {', '.join(DOMAINS)}")
-
-_DEFAULT_TRAIN = vit_train_transform()
-_DEFAULT_EVAL = vit_eval_transform()
-
 
 def _missing(problem: str) -> PaperDatasetError:
     """DomainNet's error: the builders have no ``download`` (the split files are published apart)."""
@@ -77,10 +74,6 @@ def read_domain(dataset_root: Path, domain: str) -> Tuple[List[Tuple[str, int]],
     return train, test
 
 
-def _root(dataset_root) -> Path:
-    return Path(dataset_root) if dataset_root is not None else Path(default_dataset_location(""))
-
-
 def _check_domains(domains: Sequence[str]) -> List[str]:
     domains = list(domains)
     if not domains or len(set(domains)) != len(domains) or any(d not in DOMAINS for d in domains):
@@ -93,17 +86,17 @@ def DomainNet(
     domains: Sequence[str] = DOMAINS,
     return_task_id: bool = False,
     seed: Optional[int] = None,
-    train_transform: Optional[Any] = _DEFAULT_TRAIN,
-    eval_transform: Optional[Any] = _DEFAULT_EVAL,
+    train_transform: Optional[Any] = SPLIT_KEYWORDS["train_transform"],
+    eval_transform: Optional[Any] = SPLIT_KEYWORDS["eval_transform"],
     dataset_root: Optional[Union[str, Path]] = None,
 ):
     """Domain-incremental DomainNet: one experience per domain, in ``domains`` order, or
     shuffled by ``seed`` (NumPy's legacy generator) when it is given."""
     domains = _check_domains(domains)
     if seed is not None:
-        check_int("seed", seed, 0)
+        check_count("seed", seed, 0)
         domains = [domains[i] for i in np.random.RandomState(seed).permutation(len(domains))]
-    root = _root(dataset_root)
+    root = dataset_root_or_default(dataset_root)
     splits = [read_domain(root, d) for d in domains]
     benchmark = nc_benchmark(
         [paths_dataset(root, train) for train, _ in splits],
@@ -120,30 +113,14 @@ def DomainNet(
     return benchmark
 
 
-def SplitDomainNet(
-    n_experiences: int = 5,
-    *,
-    domains: Sequence[str] = DOMAINS,
-    return_task_id: bool = False,
-    seed: Optional[int] = None,
-    fixed_class_order: Optional[Sequence[int]] = None,
-    class_ids_from_zero_in_each_exp: bool = False,
-    train_transform: Optional[Any] = _DEFAULT_TRAIN,
-    eval_transform: Optional[Any] = _DEFAULT_EVAL,
-    dataset_root: Optional[Union[str, Path]] = None,
-):
+@split_builder(n_experiences=5)
+def SplitDomainNet(n_experiences: int, root: Path, *, domains: Sequence[str] = DOMAINS, **split):
     """Class-incremental DomainNet: the chosen domains pooled, 345 classes in ``n_experiences``."""
-    check_int("n_experiences", n_experiences, 1)
-    root = _root(dataset_root)
     train: List[Tuple[str, int]] = []
     test: List[Tuple[str, int]] = []
     for domain in _check_domains(domains):
         domain_train, domain_test = read_domain(root, domain)
         train += domain_train
         test += domain_test
-    return class_incremental(
-        paths_dataset(root, train), paths_dataset(root, test), n_experiences=n_experiences,
-        n_classes=N_CLASSES, return_task_id=return_task_id, seed=seed,
-        fixed_class_order=fixed_class_order, train_transform=train_transform,
-        eval_transform=eval_transform, class_ids_from_zero_in_each_exp=class_ids_from_zero_in_each_exp,
-    )
+    return class_incremental(paths_dataset(root, train), paths_dataset(root, test),
+                             n_experiences=n_experiences, n_classes=N_CLASSES, **split)

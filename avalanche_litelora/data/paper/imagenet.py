@@ -16,20 +16,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import List, Sequence, Tuple
 
-from avalanche.benchmarks.datasets.dataset_utils import default_dataset_location
+from avalanche_litelora.checks import check_count
 
-from ._folders import (
-    PaperDatasetError,
-    check_int,
-    class_folders,
-    class_incremental,
-    list_images,
-    paths_dataset,
-    split_class,
-)
-from .transforms import vit_eval_transform, vit_train_transform
+from ._folders import PaperDatasetError, class_folders, class_incremental, list_images
+from ._folders import paths_dataset, split_builder, split_class
 
 _WNID = re.compile(r"n\d{8}")
 N_CLASSES = 200
@@ -102,64 +94,29 @@ def _download(name: str, dataset_root: Path) -> None:
     download_and_extract_archive(url, download_root=str(dataset_root), extract_root=str(dataset_root))
 
 
-def _split_imagenet_variant(name: str, folder: str, n_experiences: int, return_task_id: bool,
-                            seed: Optional[int], fixed_class_order, class_ids_from_zero_in_each_exp: bool,
-                            train_transform, eval_transform, dataset_root, split_seed: int, download: bool):
-    check_int("n_experiences", n_experiences, 1)
-    check_int("split_seed", split_seed, 0)
-    root = Path(dataset_root) if dataset_root is not None else Path(default_dataset_location(""))
-    if download and not (root / folder).is_dir():
-        _download(name, root)
-    train, test, _ = _read_folder(name, folder, root, split_seed)
-    return class_incremental(
-        paths_dataset(root, train), paths_dataset(root, test), n_experiences=n_experiences,
-        n_classes=N_CLASSES, return_task_id=return_task_id, seed=seed,
-        fixed_class_order=fixed_class_order, train_transform=train_transform,
-        eval_transform=eval_transform, class_ids_from_zero_in_each_exp=class_ids_from_zero_in_each_exp,
-    )
+def _imagenet_variant(name: str, folder: str, public_name: str, doc: str):
+    """The builder of one 200-class ImageNet variant: ``folder`` under ``dataset_root``."""
+
+    @split_builder(n_experiences=20)
+    def build(n_experiences: int, root: Path, *, split_seed: int = 0, download: bool = False, **split):
+        check_count("split_seed", split_seed, 0)
+        if download and not (root / folder).is_dir():
+            _download(name, root)
+        train, test, _ = _read_folder(name, folder, root, split_seed)
+        return class_incremental(paths_dataset(root, train), paths_dataset(root, test),
+                                 n_experiences=n_experiences, n_classes=N_CLASSES, **split)
+
+    build.__name__ = build.__qualname__ = public_name
+    build.__doc__ = doc
+    return build
 
 
-_DEFAULT_TRAIN = vit_train_transform()
-_DEFAULT_EVAL = vit_eval_transform()
+SplitImageNetR = _imagenet_variant("ImageNet-R", "imagenet-r", "SplitImageNetR", """\
+Class-incremental ImageNet-R (200 classes; 20 x 10 in LiteLoRA / SD-LoRA, 10 x 20 in Share).
 
+``seed`` shuffles the class order as Avalanche does; ``fixed_class_order`` (e.g.
+:func:`reference_class_order`) overrides it. Class ids are the sorted wnids' indices.
+""")
 
-def SplitImageNetR(
-    n_experiences: int = 20,
-    *,
-    return_task_id: bool = False,
-    seed: Optional[int] = None,
-    fixed_class_order: Optional[Sequence[int]] = None,
-    class_ids_from_zero_in_each_exp: bool = False,
-    train_transform: Optional[Any] = _DEFAULT_TRAIN,
-    eval_transform: Optional[Any] = _DEFAULT_EVAL,
-    dataset_root: Optional[Union[str, Path]] = None,
-    split_seed: int = 0,
-    download: bool = False,
-):
-    """Class-incremental ImageNet-R (200 classes; 20 x 10 in LiteLoRA / SD-LoRA, 10 x 20 in Share).
-
-    ``seed`` shuffles the class order as Avalanche does; ``fixed_class_order`` (e.g.
-    :func:`reference_class_order`) overrides it. Class ids are the sorted wnids' indices.
-    """
-    return _split_imagenet_variant("ImageNet-R", "imagenet-r", n_experiences, return_task_id, seed,
-                                   fixed_class_order, class_ids_from_zero_in_each_exp, train_transform,
-                                   eval_transform, dataset_root, split_seed, download)
-
-
-def SplitImageNetA(
-    n_experiences: int = 20,
-    *,
-    return_task_id: bool = False,
-    seed: Optional[int] = None,
-    fixed_class_order: Optional[Sequence[int]] = None,
-    class_ids_from_zero_in_each_exp: bool = False,
-    train_transform: Optional[Any] = _DEFAULT_TRAIN,
-    eval_transform: Optional[Any] = _DEFAULT_EVAL,
-    dataset_root: Optional[Union[str, Path]] = None,
-    split_seed: int = 0,
-    download: bool = False,
-):
-    """Class-incremental ImageNet-A (200 classes, 7,500 natural adversarial images; 20 x 10)."""
-    return _split_imagenet_variant("ImageNet-A", "imagenet-a", n_experiences, return_task_id, seed,
-                                   fixed_class_order, class_ids_from_zero_in_each_exp, train_transform,
-                                   eval_transform, dataset_root, split_seed, download)
+SplitImageNetA = _imagenet_variant("ImageNet-A", "imagenet-a", "SplitImageNetA", """\
+Class-incremental ImageNet-A (200 classes, 7,500 natural adversarial images; 20 x 10).""")

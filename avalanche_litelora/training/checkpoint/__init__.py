@@ -24,7 +24,7 @@ from typing import Any, Mapping, Optional
 from avalanche.distributed import DistributedHelper
 
 # Every name importable from the single module this package replaces, so no import changes:
-# besides __all__, FORMAT, FORMAT_VERSION, PathLike, PLUGIN_STATE_ATTRIBUTES and the private
+# besides __all__, FORMAT, FORMAT_VERSION, PathLike and the private
 # _is_plain (used by loop.py) and _digest (used by tests).
 from avalanche_litelora.training.checkpoint.capture import capture_state
 from avalanche_litelora.training.checkpoint.fingerprint import config_fingerprint
@@ -39,7 +39,6 @@ from avalanche_litelora.training.checkpoint.format import (
     read_checkpoint,
     write_payload,
 )
-from avalanche_litelora.training.checkpoint.parts import PLUGIN_STATE_ATTRIBUTES
 from avalanche_litelora.training.checkpoint.restore import load_checkpoint
 from avalanche_litelora.training.checkpoint.rng import capture_rng_state, restore_rng_state
 

@@ -1,6 +1,6 @@
 """A strategy's run state as one dict of plain data (the checkpoint's payload), and its parts
 put back: the model and the task bookkeeping outside its state dict, the optimizer, the clock,
-plugin state (listed attributes and the ``checkpoint_state()`` protocol), generators, evaluator.
+plugin state (the ``checkpoint_state()`` protocol), generators, evaluator.
 
 Capturing changes nothing in the strategy; :mod:`.restore` checks a payload before any of the
 ``_restore_*`` functions here run.
@@ -8,7 +8,6 @@ Capturing changes nothing in the strategy; :mod:`.restore` checks a payload befo
 
 from __future__ import annotations
 
-import copy
 from collections import defaultdict
 from typing import Any, Dict, Mapping, Optional
 
@@ -18,7 +17,7 @@ from torch import nn
 from avalanche_litelora.training.checkpoint.evaluator import _capture_evaluator
 from avalanche_litelora.training.checkpoint.fingerprint import config_fingerprint
 from avalanche_litelora.training.checkpoint.format import FORMAT, FORMAT_VERSION, _is_plain
-from avalanche_litelora.training.checkpoint.parts import _generators, _state_attributes, _unwrap
+from avalanche_litelora.training.checkpoint.parts import _generators, _unwrap
 from avalanche_litelora.training.checkpoint.rng import capture_rng_state
 
 
@@ -80,17 +79,17 @@ def _restore_optimizer(strategy, saved: Mapping) -> None:
 
 # -------------------------------------------------------------------------------- plugins
 def _plugin_state(plugin) -> Dict[str, Any]:
-    state = {a: copy.deepcopy(getattr(plugin, a)) for a in _state_attributes(plugin)}
+    """A plugin's run state, through its ``checkpoint_state()`` (``{}`` without one)."""
     if callable(getattr(plugin, "checkpoint_state", None)):
-        state["__custom__"] = plugin.checkpoint_state()
-    return state
+        return {"__custom__": plugin.checkpoint_state()}
+    return {}
 
 
 def _restore_plugin(plugin, state: Mapping[str, Any]) -> None:
     for attr, value in state.items():
         if attr == "__custom__":
             plugin.load_checkpoint_state(value)
-        else:
+        else:  # files written before 2026-12-06 stored PruneClosedCandidatePlugin.decisions so
             setattr(plugin, attr, value)
 
 

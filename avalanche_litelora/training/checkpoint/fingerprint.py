@@ -1,27 +1,24 @@
 """The configuration fingerprint: what must be equal for a checkpoint to resume into a strategy.
 
 Its value is stored in every checkpoint and compared key by key on load, so any change to what
-it collects (or how) makes older checkpoints refuse to load; it lives alone to keep that visible.
+it collects (or how) makes older checkpoints refuse to load, unless :data:`RENAMED_CLASSES` or
+:data:`ADDED_KEYS` says how to read them; it lives alone to keep that visible.
 """
 
 from __future__ import annotations
 
-import copy
-from typing import Any, Dict, List, Mapping
+import dataclasses
+from typing import Any, Dict, List, Mapping, Tuple
 
-import torch
-from torch import nn
-
-from avalanche_litelora.lora.adapter_layer import AdapterLayer
+from avalanche_litelora.models.adapter_model import backbone_signature
 from avalanche_litelora.training.checkpoint.format import _is_plain
-from avalanche_litelora.training.checkpoint.parts import _qualname, _state_attributes, _unwrap
+from avalanche_litelora.training.checkpoint.parts import _qualname, _unwrap
 
 
-def _public_scalars(obj: Any, skip: tuple = ()) -> Dict[str, Any]:
+def _public_scalars(obj: Any) -> Dict[str, Any]:
     return {
         k: v for k, v in sorted(vars(obj).items())
-        if not k.startswith("_") and k not in skip
-        and (v is None or isinstance(v, (bool, int, float, str)))
+        if not k.startswith("_") and (v is None or isinstance(v, (bool, int, float, str)))
     }
 
 
@@ -29,14 +26,15 @@ def config_fingerprint(strategy) -> Dict[str, Any]:
     """What must be equal for a checkpoint to resume into ``strategy``.
 
     The strategy, model, optimizer, criterion, plugin and metric classes; the training sizes;
-    this package's plugin and model settings; names, shapes and dtypes of the frozen backbone.
-    A model can replace the last two by defining ``checkpoint_fingerprint()``.
+    the strategy's settings (``asdict(strategy.config)``) and its plugins' public settings;
+    the model's own (``model.checkpoint_fingerprint()``; for any other model, the names,
+    shapes and dtypes of its weights).
     """
     model = _unwrap(strategy.model)
     plugin_settings = []
     for plugin in strategy.plugins:
         if type(plugin).__module__.startswith("avalanche_litelora."):
-            plugin_settings.append(_public_scalars(plugin, skip=_state_attributes(plugin)))
+            plugin_settings.append(_public_scalars(plugin))
         else:
             plugin_settings.append({})
     evaluator = getattr(strategy, "evaluator", None)
@@ -52,30 +50,15 @@ def config_fingerprint(strategy) -> Dict[str, Any]:
         "plugin_settings": plugin_settings,
         "metrics": [_qualname(m) for m in getattr(evaluator, "metrics", [])],
     }
+    config = getattr(strategy, "config", None)
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        fingerprint["config"] = dataclasses.asdict(config)
     custom = getattr(model, "checkpoint_fingerprint", None)
     if callable(custom):
         fingerprint["model_settings"] = custom()
     else:
-        settings = {}
-        for key in ("rank", "init_logit", "task_incremental", "lora_layer_names"):
-            if hasattr(model, key):
-                settings[key] = copy.copy(getattr(model, key))
-        if hasattr(model, "gate"):
-            settings["tau"] = getattr(model.gate, "tau", None)
-        settings["backbone"] = _backbone_signature(getattr(model, "backbone", model))
-        fingerprint["model_settings"] = settings
+        fingerprint["model_settings"] = {"backbone": backbone_signature(getattr(model, "backbone", model))}
     return fingerprint
-
-
-def _backbone_signature(backbone: nn.Module) -> List[list]:
-    """Names, shapes and dtypes of the frozen weights: everything but what the LoRA layers grow."""
-    lora_prefixes = tuple(f"{n}." for n, m in backbone.named_modules() if isinstance(m, AdapterLayer) and n)
-    signature = []
-    for name, tensor in backbone.state_dict().items():
-        inside = next((p for p in lora_prefixes if name.startswith(p)), None)
-        if torch.is_tensor(tensor) and (inside is None or name.startswith(inside + "base.")):
-            signature.append([name, list(tensor.shape), str(tensor.dtype)])
-    return signature
 
 
 #: Classes renamed since checkpoints were first written: a saved fingerprint is read with the
@@ -88,19 +71,34 @@ RENAMED_CLASSES = {
 }
 
 
-def _with_current_names(saved: Mapping) -> Mapping:
-    if "plugins" not in saved:
-        return saved
-    return {**saved, "plugins": [RENAMED_CLASSES.get(name, name) for name in saved["plugins"]]}
+#: Keys that checkpoints written before them lack: such a checkpoint is compared without them
+#: (``"config"``: the strategy's settings, added 2026-12-06; the plugin and model settings
+#: those checkpoints do hold cover the same choices).
+ADDED_KEYS = ("config",)
 
 
-def _fingerprint_diff(saved: Mapping, live: Mapping) -> List[str]:
-    saved = _with_current_names(saved)
-    keys = sorted(set(saved) | set(live))
-    return [
-        f"{k}: checkpoint has {_short(saved.get(k))}, this run has {_short(live.get(k))}"
-        for k in keys if saved.get(k) != live.get(k)
-    ]
+def _as_today(saved: Mapping, live: Mapping) -> Tuple[Mapping, Mapping]:
+    """Both fingerprints as the current code writes them: renamed classes, missing new keys."""
+    if "plugins" in saved:
+        saved = {**saved, "plugins": [RENAMED_CLASSES.get(name, name) for name in saved["plugins"]]}
+    missing = [k for k in ADDED_KEYS if k not in saved]
+    return saved, {k: v for k, v in live.items() if k not in missing}
+
+
+def _fingerprint_diff(saved: Mapping, live: Mapping, prefix: str = "") -> List[str]:
+    """One line per differing entry; a setting inside a dict (``config.refit_lr``) by its name."""
+    if not prefix:
+        saved, live = _as_today(saved, live)
+    lines = []
+    for k in sorted(set(saved) | set(live)):
+        old, new = saved.get(k), live.get(k)
+        if old == new:
+            continue
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            lines += _fingerprint_diff(old, new, f"{prefix}{k}.")
+        else:
+            lines.append(f"{prefix}{k}: checkpoint has {_short(old)}, this run has {_short(new)}")
+    return lines
 
 
 def _short(value: Any, limit: int = 160) -> str:

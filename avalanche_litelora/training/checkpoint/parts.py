@@ -1,8 +1,8 @@
 """Where a strategy keeps what a checkpoint saves, found the same way by every other module.
 
-The unwrapped model, the class names the fingerprint compares, the plugin attributes that are
-run state rather than settings, and the ``torch.Generator`` attributes: capture, restore and
-the fingerprint must agree on all four, so each is defined once, here.
+The unwrapped model, the class names the fingerprint compares and the ``torch.Generator``
+attributes: capture, restore and the fingerprint must agree on all three, so each is defined
+once, here. (A plugin's run state comes from its own ``checkpoint_state()``.)
 """
 
 from __future__ import annotations
@@ -13,20 +13,9 @@ import torch
 
 from avalanche_litelora.training.distributed import unwrap
 
-#: Plugin attributes that are run state, not settings, by plugin class: restored on load.
-#: (Other plugins can define ``checkpoint_state()`` / ``load_checkpoint_state(state)``.)
-PLUGIN_STATE_ATTRIBUTES: Dict[str, tuple] = {
-    "avalanche_litelora.training.plugins.prune.PruneClosedCandidatePlugin": ("decisions",),
-}
-
-
 def _qualname(obj: Any) -> str:
     cls = obj if isinstance(obj, type) else type(obj)
     return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _state_attributes(plugin) -> tuple:
-    return tuple(a for c in type(plugin).__mro__ for a in PLUGIN_STATE_ATTRIBUTES.get(_qualname(c), ()))
 
 
 _unwrap = unwrap  # the one DDP unwrap, under the name this package's modules use

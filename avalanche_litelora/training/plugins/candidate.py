@@ -16,6 +16,7 @@ from typing import Optional
 from avalanche.core import SupervisedPlugin
 from avalanche.training.utils import _at_task_boundary
 
+from avalanche_litelora.checks import check_flag
 from avalanche_litelora.training.distributed import make_optimizer, unwrap_model, wrap_for_training
 from avalanche_litelora.training.optimizer_groups import place_new_parameters
 from avalanche_litelora.training.plugins._access import lora_model
@@ -38,11 +39,8 @@ class OpenCandidatePlugin(SupervisedPlugin, supports_distributed=True):
 
     def __init__(self, train_past_magnitudes: bool = True, single_adapter: bool = False):
         super().__init__()
-        for name, value in (("train_past_magnitudes", train_past_magnitudes), ("single_adapter", single_adapter)):
-            if not isinstance(value, bool):
-                raise TypeError(f"{name} must be True or False, got {value!r}")
-        self.train_past_magnitudes = train_past_magnitudes
-        self.single_adapter = single_adapter
+        self.train_past_magnitudes = check_flag("train_past_magnitudes", train_past_magnitudes)
+        self.single_adapter = check_flag("single_adapter", single_adapter)
 
     def open_for(self, model, experience: Optional[object]) -> None:
         """Make ``model.candidate`` the adapter the coming experience trains.

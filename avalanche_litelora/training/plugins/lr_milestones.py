@@ -9,11 +9,12 @@ checkpoint gets the same rates as the uninterrupted one.
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Sequence
 
 from avalanche.core import SupervisedPlugin
+
+from avalanche_litelora.checks import check_count, check_real
 
 
 class EpochMilestonesLRPlugin(SupervisedPlugin, supports_distributed=True):
@@ -29,13 +30,11 @@ class EpochMilestonesLRPlugin(SupervisedPlugin, supports_distributed=True):
     def __init__(self, base_lr: float, milestones: Sequence[float] = (0.6, 0.8), gamma: float = 0.5,
                  from_experience: int = 1):
         super().__init__()
-        for name, value in (("base_lr", base_lr), ("gamma", gamma)):
-            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        check_real("base_lr", base_lr, positive=True)
+        check_real("gamma", gamma, positive=True)
         if not all(isinstance(m, numbers.Real) and 0 < m <= 1 for m in milestones):
             raise ValueError(f"milestones must be fractions in (0, 1], got {list(milestones)!r}")
-        if isinstance(from_experience, bool) or not isinstance(from_experience, int) or from_experience < 0:
-            raise ValueError(f"from_experience must be an integer >= 0, got {from_experience!r}")
+        check_count("from_experience", from_experience, 0)
         self.base_lr = float(base_lr)
         self.milestones = tuple(float(m) for m in milestones)
         self.gamma = float(gamma)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import math
-import numbers
 
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.models.utils import avalanche_forward
 from avalanche.training.utils import _at_task_boundary
 
+from avalanche_litelora.checks import check_count, check_real
 from avalanche_litelora.training.distributed import (
     broadcast_bank_,
     broadcast_decision,
@@ -35,15 +34,8 @@ class PruneClosedCandidatePlugin(SupervisedPlugin, supports_distributed=True):
 
     def __init__(self, refit_steps: int = 50, refit_lr: float = 0.01):
         super().__init__()
-        if isinstance(refit_steps, bool) or not isinstance(refit_steps, int) or refit_steps < 0:
-            raise ValueError(f"refit_steps must be an integer >= 0, got {refit_steps!r}")
-        if (
-            not isinstance(refit_lr, numbers.Real) or isinstance(refit_lr, bool)
-            or not math.isfinite(refit_lr) or not refit_lr > 0
-        ):
-            raise ValueError(f"refit_lr must be a finite number > 0, got {refit_lr!r}")
-        self.refit_steps = refit_steps
-        self.refit_lr = float(refit_lr)
+        self.refit_steps = check_count("refit_steps", refit_steps, 0)
+        self.refit_lr = check_real("refit_lr", refit_lr, positive=True)
         #: (adapter name, training experience index) of every pruned candidate.
         self.decisions = []
 
@@ -62,6 +54,12 @@ class PruneClosedCandidatePlugin(SupervisedPlugin, supports_distributed=True):
         self.decisions.append((name, strategy.clock.train_exp_counter))
         if self.refit_steps:
             self._refit_head(strategy, model)
+
+    def checkpoint_state(self) -> dict:
+        return {"decisions": [list(d) for d in self.decisions]}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self.decisions = [(str(name), int(index)) for name, index in state["decisions"]]
 
     @torch.enable_grad()
     def _refit_head(self, strategy, model) -> None:

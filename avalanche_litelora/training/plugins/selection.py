@@ -12,6 +12,8 @@ import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.utils import _at_task_boundary
 
+from avalanche_litelora.checks import check_choice, check_count, check_real
+from avalanche_litelora.lora.adapter_layer import set_trainable
 from avalanche_litelora.lora.gate import GATE_NOISES
 from avalanche_litelora.training.compatibility import runs_during_selection
 from avalanche_litelora.training.distributed import wrap_for_training
@@ -19,30 +21,17 @@ from avalanche_litelora.models.phases import Phase
 from avalanche_litelora.training.plugins._access import lora_model
 
 
-def _finite(value) -> bool:
-    """A real, finite number (not a bool): an infinite weight or rate only yields NaNs later."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _count(value, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
 class InertSelectionWarning(UserWarning):
     """A setting under which the gate cannot reach, or cannot avoid, a decision."""
 
 
-def check_gate_can_decide(init_logit: float, selection: "GateSelectionPlugin") -> None:
-    """Refuse a closed initial gate; warn when even the shortest phase cannot cross zero.
+def warn_if_gate_cannot_decide(init_logit: float, selection: "GateSelectionPlugin") -> None:
+    """Warn when even the shortest phase cannot move the gate logit across zero.
 
     Adam moves the logit by at most about ``selection_lr`` a step, so a phase of ``n`` steps
-    can only prune a candidate whose logit starts below ``n * selection_lr``.
+    can only prune a candidate whose logit starts below ``n * selection_lr``. (A closed
+    initial gate is refused by the model and the config.)
     """
-    if isinstance(init_logit, numbers.Real) and not isinstance(init_logit, bool) and init_logit <= 0:
-        raise ValueError(
-            f"init_logit must be > 0, got {init_logit!r}: a closed gate skips the candidate in "
-            "the magnitude phase, so it never trains and is always pruned (the paper uses 0.5)"
-        )
     if selection.selection_epochs == 0:
         selection.warn_if_short(selection.min_selection_steps, init_logit)
 
@@ -107,26 +96,16 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
         gate_noise: str = "gumbel",
     ):
         super().__init__()
-        if not _finite(lambda_sparsity) or not lambda_sparsity >= 0:
-            raise ValueError(f"lambda_sparsity must be a finite number >= 0, got {lambda_sparsity!r}")
-        if not _count(selection_epochs, 0):
-            raise ValueError(f"selection_epochs must be an integer >= 0, got {selection_epochs!r}")
-        if not _finite(selection_lr) or not selection_lr > 0:
-            raise ValueError(f"selection_lr must be a finite number > 0, got {selection_lr!r}")
-        if selection_mb_size is not None and not _count(selection_mb_size, 1):
-            raise ValueError(f"selection_mb_size must be a positive integer, got {selection_mb_size!r}")
-        if not _count(min_selection_steps, 0):
-            raise ValueError(f"min_selection_steps must be an integer >= 0, got {min_selection_steps!r}")
+        self.lambda_sparsity = check_real("lambda_sparsity", lambda_sparsity, at_least_zero=True)
+        self.selection_epochs = check_count("selection_epochs", selection_epochs, 0)
+        self.selection_lr = check_real("selection_lr", selection_lr, positive=True)
+        if selection_mb_size is not None:
+            check_count("selection_mb_size", selection_mb_size)
+        self.selection_mb_size = selection_mb_size
+        self.min_selection_steps = check_count("min_selection_steps", min_selection_steps, 0)
         if selection_epochs == 0 and min_selection_steps == 0:
             raise ValueError("selection_epochs and min_selection_steps are both 0: the gate would never train")
-        if gate_noise not in GATE_NOISES:
-            raise ValueError(f"gate_noise must be one of {GATE_NOISES}, got {gate_noise!r}")
-        self.lambda_sparsity = float(lambda_sparsity)
-        self.selection_epochs = selection_epochs
-        self.selection_lr = float(selection_lr)
-        self.selection_mb_size = selection_mb_size
-        self.min_selection_steps = min_selection_steps
-        self.gate_noise = gate_noise
+        self.gate_noise = check_choice("gate_noise", gate_noise, GATE_NOISES)
         self.selecting = False
         self._last_steps = 0
         self._saved = None
@@ -215,7 +194,5 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
         model = lora_model(strategy)
         model.gate.selecting = False
         if model.candidate is not None:
-            logit = model.gate.logits[model.candidate]
-            logit.requires_grad_(False)
-            logit.grad = None
+            set_trainable([model.gate.logits[model.candidate]], False)
         self.selecting = False

@@ -16,7 +16,8 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training.utils import _at_task_boundary
 
 from avalanche_litelora.share.basis import validate_basis_choice
-from avalanche_litelora.share.model import ShareClassifier, check_positive_int
+from avalanche_litelora.checks import check_count
+from avalanche_litelora.share.model import ShareClassifier
 from avalanche_litelora.training.optimizer_groups import place_new_parameters
 from avalanche_litelora.training.plugins._access import model_of_type
 from avalanche_litelora.training.distributed import (
@@ -68,8 +69,8 @@ class ShareOpenTaskPlugin(SupervisedPlugin, supports_distributed=True):
 
     def __init__(self, pseudo_rank: int = 1, temporary_vectors: int = 2):
         super().__init__()
-        self.pseudo_rank = check_positive_int(pseudo_rank, "pseudo_rank")
-        self.temporary_vectors = check_positive_int(temporary_vectors, "temporary_vectors")
+        self.pseudo_rank = check_count("pseudo_rank", pseudo_rank)
+        self.temporary_vectors = check_count("temporary_vectors", temporary_vectors)
 
     def before_train_dataset_adaptation(self, strategy, **kwargs):
         """Avalanche's head growth and optimizer update then see the plain model's names,
