@@ -15,7 +15,7 @@ from timm.models.vision_transformer import VisionTransformer  # noqa: E402
 from avalanche_litelora.backbones import create_backbone, list_backbones, register_backbone  # noqa: E402
 from avalanche_litelora.backbones import registry as registry_mod  # noqa: E402
 from avalanche_litelora.backbones.vit_small28 import (  # noqa: E402
-    VIT_SMALL28_CONFIG, WEIGHT_FILES, weights_path)
+    VIT_SMALL28_CONFIG, weights_path)
 
 PRETRAINED = ["vit_small28_fmnist", "vit_small28_mnist"]
 VIT_NAMES = PRETRAINED + ["vit_small28_random"]

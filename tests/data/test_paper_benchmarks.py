@@ -20,7 +20,6 @@ from avalanche_litelora.data import (
 )
 from avalanche_litelora.data.paper import split_class, split_sizes, vit_eval_transform, vit_train_transform
 from avalanche_litelora.data.paper import cifar as cifar_module
-from avalanche_litelora.data.paper import imagenet as imagenet_module
 from avalanche_litelora.data.paper import synthetic
 
 PLAIN = dict(train_transform=ToTensor(), eval_transform=ToTensor())

@@ -6,7 +6,7 @@ from avalanche.core import SupervisedPlugin
 from torch import nn
 
 from avalanche_litelora import LiteLoRAStrategy, LoRAClassifier
-from builders import MLP_TARGETS, lite_kwargs, quiet_evaluator, sgd, tiny_mlp
+from builders import MLP_TARGETS, lite_kwargs, sgd, tiny_mlp
 
 
 def _snapshot(module):

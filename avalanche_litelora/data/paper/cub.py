@@ -7,7 +7,7 @@ bird's bounding box, which the LoRA / prompt continual-learning papers do not do
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Tuple
 
 from ._folders import PaperDatasetError, class_incremental, paths_dataset, split_builder
 
