@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader
 from avalanche_litelora.backbones import create_backbone
 from avalanche_litelora.data import redundancy_of
 from avalanche_litelora.training.masking import ClassRestrictedLoss, restrict_per_sample
-from avalanche_litelora.training.plugins._access import lora_model
+from avalanche_litelora.models.access import lora_model
 from benchmarks.methods import Budget, build_strategy
 from benchmarks.redundancy import candidate_benefit
 from benchmarks.streams import build_stream, get_stream

@@ -17,7 +17,7 @@ from avalanche.models.utils import avalanche_forward
 from torch.utils.data import DataLoader
 
 from avalanche_litelora.analysis import analyse_model
-from avalanche_litelora.training.plugins._access import lora_model
+from avalanche_litelora.models.access import lora_model
 
 
 class CandidateRedundancyProbe(SupervisedPlugin):

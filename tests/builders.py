@@ -74,3 +74,13 @@ def lite_kwargs(**overrides):
     )
     kwargs.update(overrides)
     return kwargs
+
+
+def single_thread():
+    """Fixture body: tiny models and small SVDs gain nothing from threads, and two threads on
+    a busy 2-core box run about 10x slower. Use as
+    ``one_thread = pytest.fixture(scope="module", autouse=True)(single_thread)``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

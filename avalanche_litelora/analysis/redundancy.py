@@ -32,6 +32,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from avalanche_litelora.models.access import unwrap
+
 #: Singular values below this fraction of the largest one count as zero.
 RANK_RTOL = 1e-6
 ENERGY_LEVELS = (0.90, 0.99)
@@ -338,5 +340,4 @@ def analyse_state_dict(state_dict: Mapping[str, Tensor], *, slices: bool = True)
 
 def analyse_model(model, *, slices: bool = True) -> RedundancyReport:
     """The report for a ``LoRAClassifier`` (or a DDP wrapper around one)."""
-    module = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
-    return analyse_state_dict(module.state_dict(), slices=slices)
+    return analyse_state_dict(unwrap(model).state_dict(), slices=slices)

@@ -6,7 +6,7 @@ import warnings
 from typing import Optional
 
 from avalanche_litelora.models.lora_classifier import LoRAClassifier
-from avalanche_litelora.training.plugins._access import lora_model
+from avalanche_litelora.models.access import lora_model
 
 
 class BankLookup:

@@ -23,7 +23,7 @@ from avalanche_litelora.training.checkpoint import CheckpointMixin
 from avalanche_litelora.training.compatibility import check_plugins
 from avalanche_litelora.training.distributed import RankSafeTemplateMixin, refuse_unsupported_plugins
 from avalanche_litelora.training.first_experience import HeadFromFirstExperienceMixin
-from avalanche_litelora.training.plugins._access import model_of_type
+from avalanche_litelora.models.access import model_of_type
 from avalanche_litelora.training.plugins.guards import AdapterGuardPlugin
 
 

@@ -20,7 +20,7 @@ from avalanche.training.plugins import (
     SynapticIntelligencePlugin,
 )
 
-from avalanche_litelora.training.distributed import unwrap
+from avalanche_litelora.models.access import unwrap
 
 
 class IncompatiblePluginError(ValueError):

@@ -21,6 +21,8 @@ from avalanche.distributed import DistributedHelper
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from avalanche_litelora.models.access import unwrap
+
 
 def is_distributed() -> bool:
     """True inside an initialised process group (``DistributedHelper.init_distributed``)."""
@@ -30,11 +32,6 @@ def is_distributed() -> bool:
 def is_main_process() -> bool:
     """Rank 0, or the only process: the one that writes logs and files."""
     return DistributedHelper.is_main_process
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DDP wrapper (or the module itself)."""
-    return DistributedHelper.unwrap_model(model)
 
 
 def unwrap_model(strategy) -> None:

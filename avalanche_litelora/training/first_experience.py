@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Iterable
 
 from avalanche_litelora.models.pending_head import PendingHead, build_pending_head
-from avalanche_litelora.training.distributed import unwrap
+from avalanche_litelora.models.access import unwrap
 
 
 def _first_and_all(experiences):

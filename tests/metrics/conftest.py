@@ -1,11 +1,7 @@
+"""Every test module here runs on one thread (see ``builders.single_thread``)."""
+
 import pytest
-import torch
 
+from builders import single_thread
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models and small SVDs gain nothing from threads; two threads on a busy 2-core box run ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+one_thread = pytest.fixture(scope="module", autouse=True)(single_thread)

@@ -1,4 +1,4 @@
-"""The per-experience metrics survive a checkpoint / resume (issue 7's state-dict checkpoints)."""
+"""The per-experience metrics survive a checkpoint / resume (the state-dict checkpoints)."""
 
 import warnings
 

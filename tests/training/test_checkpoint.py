@@ -25,7 +25,7 @@ from avalanche_litelora.training.checkpoint import (
 from avalanche_litelora.training.loop import train_stream
 from avalanche_litelora.training.plugins import CheckpointPlugin, PruneClosedCandidatePlugin
 from avalanche_litelora.training.share_strategy import ShareStrategy
-from builders import MLP_TARGETS, digits_benchmark, lite_kwargs, sgd, tiny_mlp
+from builders import MLP_TARGETS, digits_benchmark, lite_kwargs, sgd, single_thread, tiny_mlp
 
 STRATEGIES = {
     # lambda and gate lr at which this stream prunes a candidate: decisions must survive
@@ -98,13 +98,7 @@ def _decisions(strategy):
     return [d for p in strategy.plugins if isinstance(p, PruneClosedCandidatePlugin) for d in p.decisions]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from a second thread, and a busy machine makes it spin."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
 
 
 @pytest.fixture(scope="module")

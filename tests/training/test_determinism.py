@@ -16,17 +16,12 @@ from avalanche.training.determinism.rng_manager import RNGManager
 
 from avalanche_litelora import LiteLoRAStrategy, PerTaskLoRAStrategy
 from avalanche_litelora.training.plugins import PruneClosedCandidatePlugin
-from builders import digits_benchmark, lite_kwargs, sgd, tiny_mlp
+from builders import digits_benchmark, lite_kwargs, sgd, single_thread, tiny_mlp
 
 pytestmark = pytest.mark.slow  # repeats whole runs to compare them
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+one_thread = pytest.fixture(autouse=True, scope="module")(single_thread)
 
 
 @pytest.fixture(scope="module")

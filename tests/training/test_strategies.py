@@ -169,7 +169,7 @@ def test_task_incremental_stream_learns_with_multi_head(ti_benchmark):
     per_exp = [v for k, v in results.items() if k.startswith("Top1_Acc_Exp")]
     assert len(per_exp) == 5
     # 2-way tasks, each read by its own head; the summed bank forgets the first task more or
-    # less by seed (0.27-0.96 over seeds 0-8, before and after issue 13), the others stay high
+    # less by seed (0.27-0.96 over seeds 0-8, with and without the rehearsal-loss fix), the others stay high
     assert min(per_exp) > 0.6 and sum(per_exp) / len(per_exp) > 0.85
     assert len(strategy.model.head.classifiers) == 5
 

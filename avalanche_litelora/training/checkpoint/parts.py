@@ -11,7 +11,7 @@ from typing import Any, Dict
 
 import torch
 
-from avalanche_litelora.training.distributed import unwrap
+from avalanche_litelora.models.access import unwrap
 
 def _qualname(obj: Any) -> str:
     cls = obj if isinstance(obj, type) else type(obj)

@@ -19,7 +19,7 @@ from avalanche.training.utils import _at_task_boundary
 from avalanche_litelora.checks import check_flag
 from avalanche_litelora.training.distributed import make_optimizer, unwrap_model, wrap_for_training
 from avalanche_litelora.training.optimizer_groups import place_new_parameters
-from avalanche_litelora.training.plugins._access import lora_model
+from avalanche_litelora.models.access import lora_model
 
 
 class OpenCandidatePlugin(SupervisedPlugin, supports_distributed=True):

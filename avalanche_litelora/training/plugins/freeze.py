@@ -5,7 +5,7 @@ from __future__ import annotations
 from avalanche.core import SupervisedPlugin
 from avalanche.training.utils import _at_task_boundary
 
-from avalanche_litelora.training.plugins._access import lora_model
+from avalanche_litelora.models.access import lora_model
 
 
 class FreezeBankPlugin(SupervisedPlugin, supports_distributed=True):

@@ -21,7 +21,7 @@ from avalanche_litelora.models.adapter_model import AdapterModel
 from avalanche_litelora.models.heads import head_capacity
 from avalanche_litelora.training.checkpoint import capture_rng_state, restore_rng_state
 from avalanche_litelora.training.distributed import any_rank, make_optimizer, unwrap_model
-from avalanche_litelora.training.plugins._access import model_of_type
+from avalanche_litelora.models.access import model_of_type
 from avalanche_litelora.training.plugins.current_classes import experience_classes
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from avalanche.core import SupervisedPlugin
 
-from avalanche_litelora.training.plugins._access import lora_model
+from avalanche_litelora.models.access import lora_model
 
 
 class MergedEvalPlugin(SupervisedPlugin, supports_distributed=True):

@@ -17,7 +17,7 @@ from avalanche_litelora.training.distributed import (
     wrap_for_training,
 )
 from avalanche_litelora.models.phases import Phase
-from avalanche_litelora.training.plugins._access import lora_model
+from avalanche_litelora.models.access import lora_model
 
 
 class PruneClosedCandidatePlugin(SupervisedPlugin, supports_distributed=True):

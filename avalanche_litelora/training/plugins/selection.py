@@ -18,7 +18,7 @@ from avalanche_litelora.lora.gate import GATE_NOISES
 from avalanche_litelora.training.compatibility import runs_during_selection
 from avalanche_litelora.training.distributed import wrap_for_training
 from avalanche_litelora.models.phases import Phase
-from avalanche_litelora.training.plugins._access import lora_model
+from avalanche_litelora.models.access import lora_model
 
 
 class InertSelectionWarning(UserWarning):
@@ -106,6 +106,16 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
         if selection_epochs == 0 and min_selection_steps == 0:
             raise ValueError("selection_epochs and min_selection_steps are both 0: the gate would never train")
         self.gate_noise = check_choice("gate_noise", gate_noise, GATE_NOISES)
+        if self.lambda_sparsity == 0:
+            warnings.warn(
+                "lambda_sparsity=0: the selection phase has no sparsity term, so a candidate is "
+                "pruned only if opening it raises the training loss (candidates on the shipped "
+                "ViT are worth -0.006 to +0.019 nats, BENCHMARKS.md), and the gate keeps almost "
+                "every one. Set the benefit a candidate must bring, in nats per sample (e.g. "
+                "0.003 to 0.1), or use PerTaskLoRAStrategy to keep every adapter",
+                InertSelectionWarning,
+                stacklevel=2,
+            )
         self.selecting = False
         self._last_steps = 0
         self._saved = None

@@ -19,7 +19,7 @@ from avalanche_litelora.share.basis import validate_basis_choice
 from avalanche_litelora.checks import check_count
 from avalanche_litelora.share.model import ShareClassifier
 from avalanche_litelora.training.optimizer_groups import place_new_parameters
-from avalanche_litelora.training.plugins._access import model_of_type
+from avalanche_litelora.models.access import model_of_type
 from avalanche_litelora.training.distributed import (
     broadcast_state_,
     make_optimizer,

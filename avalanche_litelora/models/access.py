@@ -1,15 +1,24 @@
-"""How plugins reach the model behind a strategy (possibly DDP-wrapped)."""
+"""The model behind a strategy: unwrapped from DDP, and checked to be the kind the caller needs.
+
+The one place the package unwraps DDP; plugins, metrics, checkpoints and the analysis all
+reach the model through it, so none of them needs to know about the training machinery.
+"""
 
 from __future__ import annotations
 
 from typing import Type, TypeVar
 
+from avalanche.distributed import DistributedHelper
 from torch import nn
 
 from avalanche_litelora.models.lora_classifier import LoRAClassifier
-from avalanche_litelora.training.distributed import unwrap
 
 M = TypeVar("M", bound=nn.Module)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DDP wrapper (or the module itself)."""
+    return DistributedHelper.unwrap_model(model)
 
 
 def model_of_type(strategy, model_type: Type[M], method: str) -> M:
@@ -24,4 +33,5 @@ def model_of_type(strategy, model_type: Type[M], method: str) -> M:
 
 
 def lora_model(strategy) -> LoRAClassifier:
+    """The LoRA bank behind a strategy (possibly DDP-wrapped)."""
     return model_of_type(strategy, LoRAClassifier, "LiteLoRA")
