@@ -27,6 +27,19 @@ from benchmarks.baseline_model import FineTunedClassifier
 
 METHODS_FILE = Path(__file__).parent / "configs" / "methods.json"
 
+#: The package's strategies by method name; every other key of such a method in
+#: methods.json is a field of the strategy's config (``config_class``).
+LORA_STRATEGIES = {
+    "litelora": LiteLoRAStrategy,
+    "litelora_replay": LiteLoRAStrategy,
+    "per_task_lora": PerTaskLoRAStrategy,
+    "task_routed_lora": TaskRoutedLoRAStrategy,
+    "sequential_lora": SequentialLoRAStrategy,
+    "share": ShareStrategy,
+}
+#: Keys of methods.json that the harness itself reads (not strategy settings).
+HARNESS_KEYS = ("family", "lr", "mem_size", "task_incremental_only")
+
 
 def load_method_configs() -> Dict[str, Dict[str, Any]]:
     with open(METHODS_FILE) as f:
@@ -65,14 +78,7 @@ def build_strategy(name: str, backbone, budget: Budget, evaluator, overrides: Di
     family, lr = cfg.pop("family"), cfg.pop("lr")
     cfg.pop("task_incremental_only", None)
     if family in ("lora", "share"):
-        cls = {
-            "litelora": LiteLoRAStrategy,
-            "litelora_replay": LiteLoRAStrategy,
-            "per_task_lora": PerTaskLoRAStrategy,
-            "task_routed_lora": TaskRoutedLoRAStrategy,
-            "sequential_lora": SequentialLoRAStrategy,
-            "share": ShareStrategy,
-        }[name]
+        cls = LORA_STRATEGIES[name]
         common = _common(budget, evaluator, budget.epochs)  # LiteLoRA's selection is extra
         if "mem_size" in cfg:  # Avalanche's own rehearsal plugin, composed with the bank
             common["plugins"].append(ReplayPlugin(mem_size=cfg.pop("mem_size")))
