@@ -18,12 +18,12 @@ from torch.optim import Optimizer
 
 from avalanche_litelora.checks import check_count
 from avalanche_litelora.config import ALL_CONFIGS, accepts_config_keywords, refuse_foreign_settings
+from avalanche_litelora.models.access import model_of_type
 from avalanche_litelora.models.adapter_model import AdapterModel
 from avalanche_litelora.training.checkpoint import CheckpointMixin
 from avalanche_litelora.training.compatibility import check_plugins
 from avalanche_litelora.training.distributed import RankSafeTemplateMixin, refuse_unsupported_plugins
 from avalanche_litelora.training.first_experience import HeadFromFirstExperienceMixin
-from avalanche_litelora.models.access import model_of_type
 from avalanche_litelora.training.plugins.guards import AdapterGuardPlugin
 
 
