@@ -35,3 +35,11 @@ def vit():
 @pytest.fixture
 def mlp():
     return tiny_mlp()
+
+
+def pytest_collection_modifyitems(items):
+    """A test that needs a fetched dataset (MNIST, Fashion-MNIST: unpacked from registry
+    packages) is slow: ``make test-fast`` leaves it to ``make test``."""
+    for item in items:
+        if "fetched" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
