@@ -22,6 +22,8 @@ from avalanche_litelora.data.paper import split_class, split_sizes, vit_eval_tra
 from avalanche_litelora.data.paper import cifar as cifar_module
 from avalanche_litelora.data.paper import synthetic
 
+pytestmark = pytest.mark.slow  # builds synthetic dataset folders on disk and reads them back as streams
+
 PLAIN = dict(train_transform=ToTensor(), eval_transform=ToTensor())
 
 

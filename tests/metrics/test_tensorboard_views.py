@@ -23,6 +23,8 @@ from avalanche_litelora.metrics.tensorboard_views import (
 )
 from builders import digits_benchmark, lite_kwargs, sgd, tiny_mlp
 
+pytestmark = pytest.mark.slow  # trains runs, writes event files and serves them with TensorBoard
+
 N_EXP = 2
 
 
@@ -57,7 +59,6 @@ def logdir(one_thread, tmp_path_factory):
     return root, runs
 
 
-@pytest.mark.slow
 def test_accuracy_curves_are_the_accuracy_matrix_at_x_experience(logdir):
     root, runs = logdir
     matrix, _, order = runs["litelora_lam0.03"]
