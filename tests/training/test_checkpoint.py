@@ -211,7 +211,7 @@ def test_another_configuration_is_refused_before_anything_changes(kind, override
 
 def test_the_fingerprint_is_the_strategy_config_and_a_changed_setting_is_named(saved):
     payload = torch.load(saved, map_location="cpu", weights_only=True)
-    assert payload["fingerprint"]["config"] == dataclasses.asdict(_strategy().config)
+    assert payload["fingerprint"]["config"] == {**dataclasses.asdict(_strategy().config), "target_modules": MLP_TARGETS}
     strategy = _strategy(refit_lr=0.5)
     with pytest.raises(CheckpointError, match=r"config.refit_lr: checkpoint has 0.01, this run has 0.5"):
         load_checkpoint(strategy, saved)

@@ -8,7 +8,7 @@ it collects (or how) makes older checkpoints refuse to load, unless :data:`RENAM
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 from avalanche_litelora.models.adapter_model import backbone_signature
 from avalanche_litelora.training.checkpoint.format import _is_plain
@@ -52,7 +52,10 @@ def config_fingerprint(strategy) -> Dict[str, Any]:
     }
     config = getattr(strategy, "config", None)
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        fingerprint["config"] = dataclasses.asdict(config)
+        fingerprint["config"] = {  # any sequence of names (a tuple, a user's list type) as a list
+            k: list(v) if isinstance(v, Sequence) and not isinstance(v, str) else v
+            for k, v in dataclasses.asdict(config).items()
+        }
     custom = getattr(model, "checkpoint_fingerprint", None)
     if callable(custom):
         fingerprint["model_settings"] = custom()
