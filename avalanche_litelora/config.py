@@ -145,8 +145,8 @@ class PerTaskLoRAConfig(LoRABankConfig):
     model_fields = LoRABankConfig.model_fields + ("magnitude_scope", "boundary")
 
     train_past_magnitudes: bool = True
-    magnitude_scope: str = "per_layer"
-    boundary: str = "preserve"
+    magnitude_scope: str = "per_adapter"
+    boundary: str = "rescale"
 
     def __post_init__(self):
         super().__post_init__()
@@ -191,14 +191,14 @@ class LiteLoRAConfig(PerTaskLoRAConfig):
     :param refit_lr: SGD learning rate of that refit.
     """
 
-    lambda_sparsity: float = 0.03
-    lambda_rule: str = "absolute"
+    lambda_sparsity: float = 0.5
+    lambda_rule: str = "relative"
     selection_epochs: int = 1
     min_selection_steps: int = 100
     selection_lr: float = 0.05
     selection_mb_size: Optional[int] = None
     gate_noise: str = "gumbel"
-    gate_sampling: str = "per_forward"
+    gate_sampling: str = "per_call"
     refit_steps: int = 50
     refit_lr: float = 0.01
 

@@ -99,8 +99,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--refit-steps", type=int)
     p.add_argument("--throughput-samples", type=int)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto",
-                   help="bf16 autocast: auto = on CUDA devices that support it")
+    p.add_argument("--amp", choices=("auto", "bf16", "off"), default="off",
+                   help="bf16 autocast (default off: the reference runs fp32); auto = on CUDA "
+                        "devices that support it")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="data loader workers")
     p.add_argument("--resume", action="store_true", help="continue a killed command in the same --out")
     args = p.parse_args(argv)
@@ -231,7 +232,10 @@ def build_strategy(name: str, backbone, cfg: Dict[str, Any], device, world: int,
         kwargs.update(lambda_sparsity=cfg["lambda_sparsity"], selection_epochs=cfg["selection_epochs"],
                       selection_lr=cfg["selection_lr"], min_selection_steps=cfg["min_selection_steps"],
                       selection_mb_size=max(1, cfg["selection_mb_size"] // world),
-                      gate_noise=cfg["gate_noise"], refit_steps=cfg["refit_steps"])
+                      gate_noise=cfg["gate_noise"], refit_steps=cfg["refit_steps"],
+                      gate_sampling=cfg["gate_sampling"], lambda_rule=cfg["lambda_rule"])
+    if name in ("litelora", "sdlora"):
+        kwargs.update(magnitude_scope=cfg["magnitude_scope"], boundary=cfg["boundary"])
     return STRATEGIES[name](**kwargs)
 
 
@@ -297,6 +301,7 @@ def run_one(name: str, seed: int, cfg: Dict[str, Any], args, device, world: int,
         "train_per_experience": cfg["train_per_experience"] or "all",
         "avg_anytime_acc": average_anytime_accuracy(matrix), "final_acc": final_accuracy(matrix),
         "forgetting": average_forgetting(matrix), "bwt": backward_transfer(matrix),
+        "forgetting_reference": average_forgetting(matrix, include_final=True),
         "avg_anytime_acc_weighted": weighted_anytime(matrix, test_sizes),
         "active_adapters": len(model.active_adapters), "pruned_adapters": len(model.pruned_adapters),
         "adapter_params": model.adapter_parameter_count(), "adapter_bytes": model.adapter_parameter_bytes(),

@@ -46,7 +46,8 @@ def reference_table(rows: Sequence[Dict[str, Any]], reference: Dict[str, Any], n
 
         lines.append(
             f"| {METHOD_NAMES.get(row['strategy'], row['strategy'])} | {row['seed']} | "
-            f"{_pct(row['avg_anytime_acc_weighted'])} | {ref('anytime')} | {_pct(row['forgetting'])} | "
+            f"{_pct(row['avg_anytime_acc_weighted'])} | {ref('anytime')} | {_pct(row['forgetting'])} "
+            f"({_pct(row.get('forgetting_reference'))} as the reference counts it) | "
             f"{ref('forgetting')} | {row['active_adapters']} of {row['experiences']} | {ref('adapters', '{}')} |")
     text = "\n".join(lines) + "\n"
     if not reference:

@@ -54,8 +54,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-per-experience", type=int, help="0: the whole experience")
     parser.add_argument("--test-per-experience", type=int, help="0: the whole experience")
     parser.add_argument("--lambda", dest="lambda_sparsity", type=float,
-                        help="LiteLoRA's lambda; skips the validation sweep")
-    parser.add_argument("--sweep-lambdas", nargs="+", type=float, help="λ values of the validation sweep")
+                        help="LiteLoRA's lambda_sparsity (default: its config's, under its lambda rule)")
+    parser.add_argument("--sweep-lambdas", nargs="+", type=float,
+                        help="pick λ among these on a validation split instead (the suite's own sweep "
+                             "runs only where the suite asks for it)")
     parser.add_argument("--validation-fraction", type=float, help="share of training data held out for the sweep")
     parser.add_argument("--out", default="results/benchmarks", help="output folder")
     parser.add_argument("--data-root", default="data", help="MNIST / Fashion-MNIST folder (filled offline)")
@@ -79,7 +81,9 @@ def suite_settings(args: argparse.Namespace) -> Dict[str, Any]:
             if key.endswith("per_experience"):  # the command line's sizes hold for every stream
                 for sizes in suite.get("stream_sizes", {}).values():
                     sizes.pop(key, None)
-    sweep = dict(suite["sweep"])
+    if "sweep" not in suite and not args.sweep_lambdas:
+        return suite  # the default lambda rule: no per-stream tuning
+    sweep = dict(suite.get("sweep") or {"stream": suite["streams"][0], "validation_fraction": 0.2})
     if sweep["stream"] not in suite["streams"]:  # sweep on a stream the command actually runs
         sweep["stream"] = suite["streams"][0]
     if args.sweep_lambdas:
@@ -146,7 +150,7 @@ def main(argv=None) -> int:
     lam = args.lambda_sparsity
     sweep_rows: List[Dict[str, Any]] = []
     reference: Dict[str, Any] = {}
-    if lam is None and "litelora" in suite["strategies"]:
+    if lam is None and "litelora" in suite["strategies"] and "sweep" in suite:
         sweep = suite["sweep"]
         lam, sweep_rows, reference = lambda_sweep(
             get_stream(sweep["stream"]), suite["seeds"][0], settings, sweep["lambdas"],
@@ -175,7 +179,7 @@ def main(argv=None) -> int:
         if (stream, backbone) not in bare:
             x, t = sample_inputs(benchmark.test_stream, settings.throughput_samples, args.device)
             bare[(stream, backbone)] = bare_throughput(backbone, x, t, settings.eval_mb_size)
-        overrides = {"lambda_sparsity": lam} if strategy.startswith("litelora") else None
+        overrides = {"lambda_sparsity": lam} if lam is not None and strategy.startswith("litelora") else None
         run_settings = replace(settings, train_per_experience=sizes[0])
         rows.append(run_one(
             spec, benchmark, strategy, seed, run_settings, out / "runs" / stream / f"{strategy}_seed{seed}",
@@ -235,7 +239,7 @@ def write_report(out: Path, rows, sweep_rows, reference, lam, env, suite, elapse
         f"test samples per experience"
         + "".join(f" ({name}: {sizes})" for name, sizes in suite.get("stream_sizes", {}).items() if sizes)
         + (f"; LiteLoRA λ = {lam:g}" + (" (picked on the validation split)" if sweep_rows else " (given)")
-           if lam is not None else "") + ".",
+           if lam is not None else "; LiteLoRA λ: its config's default rule") + ".",
         "",
         *(f"- {k}: {v}" for k, v in env.items() if k != "wall_time_min"),
         f"- wall time of the command: {env.setdefault('wall_time_min', f'{elapsed / 60:.1f}')} min"

@@ -43,16 +43,21 @@ def final_accuracy(matrix: Sequence[Sequence[float]]) -> float:
     return sum(matrix[n - 1][:n]) / n
 
 
-def forgetting_per_experience(matrix: Sequence[Sequence[float]]) -> Dict[int, float]:
-    """For each earlier experience j: best accuracy it ever had minus its final one."""
+def forgetting_per_experience(matrix: Sequence[Sequence[float]], include_final: bool = False) -> Dict[int, float]:
+    """For each earlier experience j: best accuracy it had before the end minus its final one.
+
+    ``include_final`` takes the best over the final evaluation too, as the reference code
+    does: every term is then >= 0 (a later gain is not negative forgetting).
+    """
     n = _check(matrix)
+    stop = n if include_final else n - 1
     return {
-        j: max(matrix[i][j] for i in range(j, n - 1)) - matrix[n - 1][j] for j in range(n - 1)
+        j: max(matrix[i][j] for i in range(j, stop)) - matrix[n - 1][j] for j in range(n - 1)
     }
 
 
-def average_forgetting(matrix: Sequence[Sequence[float]]) -> float:
-    per_exp = forgetting_per_experience(matrix)
+def average_forgetting(matrix: Sequence[Sequence[float]], include_final: bool = False) -> float:
+    per_exp = forgetting_per_experience(matrix, include_final)
     return sum(per_exp.values()) / len(per_exp) if per_exp else 0.0
 
 

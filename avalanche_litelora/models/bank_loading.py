@@ -28,6 +28,7 @@ def rebuild_bank_for_loading(module: "LoRAClassifier", state_dict, prefix, *args
     gate_prefix = prefix + "gate.logits."
     names = [k[len(gate_prefix):] for k in state_dict if k.startswith(gate_prefix)]
     names.sort(key=lambda n: int(n.rsplit("_", 1)[-1]) if n.rsplit("_", 1)[-1].isdigit() else 0)
+    _adopt_magnitude_scope(module, state_dict, prefix, names)
     module.unmerge()
     for name in [n for n in module.adapter_names if n not in names]:
         module.prune(name)
@@ -48,21 +49,27 @@ def rebuild_bank_for_loading(module: "LoRAClassifier", state_dict, prefix, *args
                 module.shared_magnitudes[name].requires_grad_(False)
 
 
+def _adopt_magnitude_scope(module: "LoRAClassifier", state_dict, prefix: str, names: List[str]) -> None:
+    """A model that holds no adapter yet takes the magnitude scope the dict was saved with, as
+    it takes its adapters and head sizes; one that does must match it."""
+    if not names:
+        return
+    scope = "per_adapter" if any(k.startswith(prefix + "shared_magnitudes.") for k in state_dict) else "per_layer"
+    if scope == module.magnitude_scope:
+        return
+    if module.adapter_names:
+        raise ValueError(
+            f"this state dict was saved with magnitude_scope={scope!r} and the model holds adapters "
+            f"with magnitude_scope={module.magnitude_scope!r}: load it into a fresh model"
+        )
+    module.magnitude_scope = scope
+
+
 def _match_shared_magnitudes(module: "LoRAClassifier", state_dict, prefix: str, names: List[str]) -> None:
-    """One shared magnitude per loaded adapter when the model has them; a dict saved with
-    per-layer magnitudes alone (before shared ones existed) loads with shared ones of 1,
-    which computes exactly what it computed."""
-    key = prefix + "shared_magnitudes."
-    saved = [k for k in state_dict if k.startswith(key)]
+    """One shared magnitude per loaded adapter when the model has them."""
     if module.magnitude_scope != "per_adapter":
-        if saved:
-            raise ValueError(
-                "this state dict holds one magnitude per adapter (magnitude_scope='per_adapter'): "
-                "build the model with magnitude_scope='per_adapter' to load it"
-            )
         return
     for name in names:
         if name not in module.shared_magnitudes:
             device = module.gate.logits[name].device
             module.shared_magnitudes[name] = nn.Parameter(torch.ones((), device=device))
-        state_dict.setdefault(key + name, torch.ones(()))

@@ -51,7 +51,7 @@ class LoRAClassifier(AdapterModel):
 
     @staticmethod
     def is_learned_key(key: str) -> bool:
-        return AdapterModel.is_learned_key(key) or key.startswith("gate.")
+        return AdapterModel.is_learned_key(key) or key.startswith(("gate.", "shared_magnitudes."))
 
     def __new__(cls, *args, **kwargs):
         if cls is LoRAClassifier and kwargs.get("task_incremental") is True:
@@ -71,8 +71,8 @@ class LoRAClassifier(AdapterModel):
         tau: float = 1.0,
         initial_out_features: int = 2,
         seed: Optional[int] = None,
-        magnitude_scope: str = "per_layer",
-        boundary: str = "preserve",
+        magnitude_scope: str = "per_adapter",
+        boundary: str = "rescale",
     ):
         super().__init__()
         check_choice("magnitude_scope", magnitude_scope, MAGNITUDE_SCOPES)
@@ -169,6 +169,7 @@ class LoRAClassifier(AdapterModel):
         if self.gate.candidate is not None:
             raise RuntimeError(f"candidate {self.gate.candidate!r} is still open")
         self.unmerge()
+        self._rescale_finished_adapters()
         name = f"adapter_{self._opened}"
         self._add_adapter_everywhere(name)
         device = next(iter(self.lora_layers().values())).weight.device
@@ -194,7 +195,8 @@ class LoRAClassifier(AdapterModel):
         """Turn a trained adapter into a frozen SD-LoRA direction; its logit stops training."""
         for layer in self.lora_layers().values():
             adapter = layer.adapters[name]
-            adapter.to_direction_form(fold_norm=self.boundary == "preserve")
+            if self.boundary == "preserve":
+                adapter.to_direction_form(fold_norm=True)
             adapter.set_requires_grad(adapter=False, magnitude=False)
         set_trainable([self.gate.logits[name]], False)
         if name in self.shared_magnitudes:
@@ -203,8 +205,23 @@ class LoRAClassifier(AdapterModel):
             self.gate.candidate = None
             self.gate.selecting = False
 
+    def _rescale_finished_adapters(self) -> None:
+        """``boundary="rescale"``: when the next experience opens, finished adapters switch to
+        direction form keeping their magnitude, as the reference's reload does then (so the
+        evaluation right after an experience still sees the adapter as it trained)."""
+        if self.boundary != "rescale":
+            return
+        for layer in self.lora_layers().values():
+            for name, adapter in layer.adapters.items():
+                if name != self.gate.candidate:
+                    adapter.to_direction_form(fold_norm=False)
+
     def is_frozen(self, name: str) -> bool:
-        return any(bool(l.adapters[name].normalized) for l in self.lora_layers().values())
+        """Neither the factors nor the logit of ``name`` train any more."""
+        layers = self.lora_layers().values()
+        return name != self.gate.candidate and not any(
+            p.requires_grad for l in layers for side in (l.adapters[name].A, l.adapters[name].B)
+            for p in side.values())
 
     def set_phase(self, phase: "Phase") -> None:
         """Make trainable what ``phase`` trains; everything else gets no gradient."""

@@ -25,8 +25,9 @@ PHASE_TRAINS = {
 #: Where an adapter's SD-LoRA magnitude lives: one scalar shared by every layer and slice
 #: (the reference code's and SD-LoRA's), or one per layer and output slice.
 MAGNITUDE_SCOPES = ("per_adapter", "per_layer")
-#: What freezing a finished adapter does to its output: ``"rescale"`` normalises it and
-#: keeps its magnitude (the output changes by ``1/(||B|| ||A||)``; the first adapter's
-#: magnitude does not train during the first experience), as the reference code does;
-#: ``"preserve"`` folds the norms into the per-layer magnitudes, so nothing changes.
+#: What happens to a finished adapter at the task boundary: ``"rescale"``: when the next
+#: experience opens it is normalised keeping its magnitude, so its output changes by
+#: ``1/(||B|| ||A||)``, and the first adapter's magnitude does not train during the first
+#: experience, as the reference code does; ``"preserve"``: the norms are folded into the
+#: per-layer magnitudes when it is frozen, so nothing it computes changes.
 BOUNDARIES = ("rescale", "preserve")

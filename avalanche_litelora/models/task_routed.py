@@ -29,6 +29,9 @@ class TaskRoutedLoRAClassifier(TaskIncrementalLoRAClassifier):
         if not kwargs.get("task_incremental", True):
             raise ValueError("task routing needs task labels: use task_incremental=True")
         kwargs["task_incremental"] = True
+        # a finished task's function never changes: its adapter keeps its norms at the boundary
+        kwargs.setdefault("boundary", "preserve")
+        kwargs.setdefault("magnitude_scope", "per_layer")
         super().__init__(backbone, **kwargs)
         self.task_adapters: Dict[int, str] = {}
 

@@ -77,12 +77,21 @@ def test_an_old_checkpoint_resumes_a_strategy_built_the_same_way():
     from avalanche_litelora.training.checkpoint import load_checkpoint
     from builders import quiet_evaluator, sgd
 
-    RNGManager.set_random_seeds(1993)
-    vit = tiny_vit()
-    strategy = PerTaskLoRAStrategy(
-        model=vit, optimizer=sgd(vit, 0.1), rank=4, train_mb_size=32, train_epochs=2,
-        eval_mb_size=512, evaluator=quiet_evaluator(),
-    )
+    from avalanche_litelora.training.checkpoint import CheckpointError
+
+    def build(**mechanics):
+        RNGManager.set_random_seeds(1993)
+        vit = tiny_vit()
+        return PerTaskLoRAStrategy(
+            model=vit, optimizer=sgd(vit, 0.1), rank=4, train_mb_size=32, train_epochs=2,
+            eval_mb_size=512, evaluator=quiet_evaluator(), **mechanics,
+        )
+
+    # written before the reference's mechanics became the default: it resumes into a run with
+    # the mechanics it was trained with, and a run with today's defaults is told which differ
+    with pytest.raises(CheckpointError, match=r"magnitude_scope: checkpoint has 'per_layer'"):
+        load_checkpoint(build(), FIXTURES / "checkpoint_main_ee10a4b.pt")
+    strategy = build(magnitude_scope="per_layer", boundary="preserve")
     done = load_checkpoint(strategy, FIXTURES / "checkpoint_main_ee10a4b.pt")["experiences_done"]
     assert done == 4
     expected = torch.load(FIXTURES / "checkpoint_main_ee10a4b.expected.pt")

@@ -45,10 +45,15 @@ def test_a_short_phase_on_a_small_experience_is_warned_when_it_runs(ci_benchmark
         _train_two(strategy, ci_benchmark)
 
 
-def test_a_lambda_above_the_chance_loss_is_warned_when_it_runs(ci_benchmark):
-    strategy = _lite(lambda_sparsity=1.0, train_epochs=1)
-    with pytest.warns(InertSelectionWarning, match=r"lambda_sparsity=1 exceeds log\(2\)=0.693 nats"):
+def test_a_lambda_above_the_whole_loss_is_warned_when_it_runs(ci_benchmark):
+    strategy = _lite(lambda_sparsity=50.0, lambda_rule="absolute", train_epochs=1)
+    with pytest.warns(InertSelectionWarning, match=r"lambda=50 nats .* at least the experience's whole loss"):
         _train_two(strategy, ci_benchmark)
+
+
+def test_a_relative_lambda_of_one_or_more_is_warned_at_construction():
+    with pytest.warns(InertSelectionWarning, match=r"lambda_sparsity=1 under the relative rule"):
+        _lite(lambda_sparsity=1.0, lambda_rule="relative")
 
 
 def test_the_defaults_warn_about_nothing(ci_benchmark):

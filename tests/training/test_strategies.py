@@ -29,7 +29,8 @@ def test_vit_backbone_bitwise_unchanged_and_frozen_adapter_unchanged(ci_benchmar
     strategy = LiteLoRAStrategy(
         model=vit, optimizer=sgd(vit, 0.1), rank=4, train_mb_size=32, train_epochs=2,
         eval_mb_size=512, selection_mb_size=16, lambda_sparsity=0.0,
-        train_past_magnitudes=False, evaluator=quiet_evaluator(),
+        train_past_magnitudes=False, boundary="preserve",  # nothing may change after freezing
+        evaluator=quiet_evaluator(),
     )
     stream = list(ci_benchmark.train_stream)[:3]
     strategy.train(stream[0])
@@ -60,7 +61,9 @@ def test_past_magnitudes_train_by_default_but_adapters_do_not(ci_benchmark):
     strategy.train(stream[1])
     after = _adapter_tensors(strategy.model, "adapter_0")
     for key in frozen:
-        if ".magnitude." not in key:
+        # the reference's boundary rescale switches a finished adapter to direction form
+        # (the normalized flag) when the next experience opens; A and B never change
+        if ".magnitude." not in key and not key.endswith(".normalized"):
             assert torch.equal(frozen[key], after[key]), key
     assert strategy.magnitudes()["adapter_0"] != magnitudes  # SD-LoRA re-weights old adapters
 

@@ -93,14 +93,14 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
 
     def __init__(
         self,
-        lambda_sparsity: float = 0.03,
+        lambda_sparsity: float = 0.5,
         selection_epochs: int = 1,
         selection_lr: float = 0.05,
         selection_mb_size: Optional[int] = None,
         min_selection_steps: int = 100,
         gate_noise: str = "gumbel",
-        gate_sampling: str = "per_forward",
-        lambda_rule: str = "absolute",
+        gate_sampling: str = "per_call",
+        lambda_rule: str = "relative",
     ):
         super().__init__()
         self.lambda_sparsity = check_real("lambda_sparsity", lambda_sparsity, at_least_zero=True)
@@ -126,6 +126,13 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
                 stacklevel=2,
             )
         self._last_lambda: Optional[float] = None
+        if self.lambda_rule == "relative" and self.lambda_sparsity >= 1:
+            warnings.warn(
+                f"lambda_sparsity={self.lambda_sparsity:g} under the relative rule asks a candidate to "
+                "remove at least the experience's whole loss: every candidate is pruned",
+                InertSelectionWarning,
+                stacklevel=2,
+            )
         #: Per judged candidate: its losses closed and open, lambda and decision.
         self.watch = DecisionWatch()
         self.selecting = False
@@ -167,14 +174,14 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
                 stacklevel=3,
             )
 
-    def _warn_if_lambda_decides_alone(self, strategy) -> None:
-        classes = getattr(strategy.experience, "classes_in_this_experience", None) or []
-        if len(classes) > 1 and self.lambda_sparsity > math.log(len(classes)):
+    def _warn_if_lambda_decides_alone(self, loss_closed: float) -> None:
+        """No candidate can lower the loss by more than the whole loss without it."""
+        if self._last_lambda and self._last_lambda >= loss_closed:
             warnings.warn(
-                f"lambda_sparsity={self.lambda_sparsity:g} exceeds log({len(classes)})="
-                f"{math.log(len(classes)):.3g} nats, the loss of a chance-level bank on this "
-                "experience's classes: no candidate can lower the loss that much, so every one "
-                "is pruned whatever it learned",
+                f"lambda={self._last_lambda:.3g} nats (lambda_sparsity={self.lambda_sparsity:g}, "
+                f"{self.lambda_rule} rule) is at least the experience's whole loss with the candidate "
+                f"closed ({loss_closed:.3g} nats): no candidate can lower the loss that much, so every "
+                "one is pruned whatever it learned",
                 InertSelectionWarning,
                 stacklevel=3,
             )
@@ -208,7 +215,7 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
         steps = self.selection_steps(len(strategy.dataloader), strategy.train_mb_size,
                                      _length(strategy.adapted_dataset))
         self.warn_if_short(steps, float(logit.detach()))
-        self._warn_if_lambda_decides_alone(strategy)
+        self._warn_if_lambda_decides_alone(losses["loss_closed"])
         self._saved = (strategy.optimizer, strategy.dataloader, strategy._stop_training)
         self._saved_plugins = strategy.plugins
         strategy.plugins = runs_during_selection(strategy)
