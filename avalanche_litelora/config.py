@@ -191,7 +191,7 @@ class LiteLoRAConfig(PerTaskLoRAConfig):
     :param refit_lr: SGD learning rate of that refit.
     """
 
-    lambda_sparsity: float = 0.5
+    lambda_sparsity: float = 0.4
     lambda_rule: str = "relative"
     selection_epochs: int = 1
     min_selection_steps: int = 100

@@ -93,7 +93,7 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
 
     def __init__(
         self,
-        lambda_sparsity: float = 0.5,
+        lambda_sparsity: float = 0.4,
         selection_epochs: int = 1,
         selection_lr: float = 0.05,
         selection_mb_size: Optional[int] = None,
