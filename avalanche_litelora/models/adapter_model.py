@@ -7,22 +7,69 @@ BatchNorm statistics never drift, and a head regrown to a saved state dict's sha
 
 from __future__ import annotations
 
+import logging
+import warnings
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Type
 
 import torch
 from torch import nn
 
-from avalanche_litelora.lora.inject import inject_lora
+from avalanche_litelora.checks import check_count
 from avalanche_litelora.lora.adapter_layer import AdapterLayer
-from avalanche_litelora.models.heads import (
-    classifier_module_names,
-    classifier_parameters,
-    find_classifier,
-    make_head,
-    remove_classifier,
-    resize_head_like,
-)
+from avalanche_litelora.lora.inject import build_adapter_layers, explain_targets, swap_in_adapter_layers
+from avalanche_litelora.models import surgery
+from avalanche_litelora.models.heads import make_head, resize_head_like
 from avalanche_litelora.models.pending_head import PendingHead, head_for_loading
+
+logger = logging.getLogger(__name__)
+
+
+def _feature_extractor(given: nn.Module, backbone: nn.Module, found, dropped: Optional[str]) -> str:
+    """The feature-extractor line of :func:`describe_surgery`."""
+    what = type(given).__name__
+    if backbone is not given:
+        what += " (a transformers sequence classifier, fed (batch, 2, length) batches of token ids and mask)"
+    if dropped:
+        return f"{what} without {found.name!r}, its classifier ({dropped}), dropped from the forward path"
+    if found is not None:
+        return f"{what} (timm-style, already without a classifier)"
+    return f"the whole {what} (no classifier recognised: its output is taken as features)"
+
+
+def _head_words(head: nn.Module) -> str:
+    if isinstance(head, PendingHead):
+        return "built at the first experience, on the backbone's measured output width"
+    inner = getattr(head, "classifier", None)  # IncrementalClassifier's Linear
+    width = getattr(head, "in_features", None) or getattr(inner, "in_features", None)
+    return type(head).__name__ + (f" on {width} features" if width else "")
+
+
+def describe_surgery(
+    model_name: str, given: nn.Module, backbone: nn.Module, found, dropped: Optional[str],
+    head: nn.Module, layer_names: List[str], targets_reason: str,
+) -> str:
+    """What :meth:`AdapterModel._adapt_backbone` did to ``given`` (the user's model), in four lines.
+
+    :param dropped: the removed classifier layer, described before its removal.
+    """
+    shown = ", ".join(layer_names[:8]) + (f", ... ({len(layer_names)} in all)" if len(layer_names) > 8 else "")
+    return (
+        f"{model_name} on {type(given).__name__}:\n"
+        f"  feature extractor: {_feature_extractor(given, backbone, found, dropped)}\n"
+        f"  head: {_head_words(head)}\n"
+        f"  adapters on {len(layer_names)} module(s): {shown}; {targets_reason}"
+    )
+
+
+def suspect_message(given: nn.Module, why: str) -> str:
+    """The :class:`~avalanche_litelora.models.surgery.UnrecognisedClassifierWarning` text."""
+    return (
+        f"{type(given).__name__} has no classifier the package recognises, and {why}. The new "
+        "head is built on the backbone's output: if that output is an old classifier's logits, "
+        "the head learns from them. If it is, replace that layer with nn.Identity() before "
+        "building the strategy; if the output is features, give feature_dim=<its width> to "
+        "say so (no warning then)."
+    )
 
 
 def backbone_signature(backbone: nn.Module) -> List[list]:
@@ -80,19 +127,37 @@ class AdapterModel(nn.Module):
     ) -> Dict[str, AdapterLayer]:
         """Wrap the targets, swap the classifier for the head; the wrapped layers by name.
 
-        Every check runs before the backbone changes (``inject_lora`` validates first).
+        Every check runs before the backbone changes (building the adapter layers validates them). What
+        was done is said once, in :attr:`surgery_report` and to the ``avalanche_litelora``
+        logger (INFO); a backbone whose output may still be an old classifier's gets an
+        :class:`~avalanche_litelora.models.surgery.UnrecognisedClassifierWarning`.
         """
         if not isinstance(backbone, nn.Module):
             raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")
-        how, in_features = find_classifier(backbone, feature_dim)
-        excluded = classifier_module_names(backbone, how)
-        replaced = classifier_parameters(backbone, how)
-        layers = inject_lora(backbone, target_modules, rank, exclude=excluded, layer_type=layer_type)
-        remove_classifier(backbone, how)
+        if feature_dim is not None:
+            check_count("feature_dim", feature_dim)
+        given = backbone
+        backbone = surgery.as_feature_model(backbone)
+        found = surgery.locate_classifier(backbone)
+        in_features = surgery.check_feature_dim(found, feature_dim)
+        surgery.refuse_unremovable_multitask(backbone, found, feature_dim)
+        suspect = surgery.suspected_classifier(backbone) if found is None and feature_dim is None else None
+        excluded = surgery.excluded_names(backbone, found)
+        # The head joins the optimizer group of the classifier it replaces, or of the layer
+        # that feeds it when there is none (see training.optimizer_groups).
+        anchors = surgery.classifier_parameters(backbone, found) or surgery.output_layer_parameters(backbone)
+        targets_reason = explain_targets(backbone, target_modules, excluded)
+        layers = build_adapter_layers(backbone, target_modules, rank, excluded, layer_type=layer_type)
+        # The last check has passed: from here on the backbone changes.
+        dropped = surgery.describe_layer(backbone.get_submodule(found.name)) if found and found.name else None
+        surgery.remove_classifier(backbone, found.how if found else None)
+        swap_in_adapter_layers(backbone, layers)
+        if surgery.needs_task_labels(backbone):
+            surgery.accept_input_alone(backbone)
         self.backbone = backbone
-        #: ids of the backbone classifier's tensors the head replaced, by local name: a
-        #: user's optimizer built on the backbone holds them (its group is the head's).
-        self.replaced_classifier_ids: Dict[str, int] = {k: id(v) for k, v in replaced.items()}
+        #: ids of the tensors whose optimizer group the head joins, by local name: the
+        #: classifier it replaced or, for a backbone without one, the layer that feeds it.
+        self.replaced_classifier_ids: Dict[str, int] = {k: id(v) for k, v in anchors.items()}
         if head is None and in_features is None:  # headless: measured on the first experience
             head = PendingHead(task_incremental, initial_out_features, head_seed)
         if head is None:
@@ -100,7 +165,19 @@ class AdapterModel(nn.Module):
         self.head = head
         for p in self.head.parameters():
             p.requires_grad_(True)
+        #: What the backbone surgery did, in words: the feature extractor, what was dropped,
+        #: the head, and which modules got adapters and why.
+        self.surgery_report = describe_surgery(
+            type(self).__name__, given, backbone, found, dropped, self.head, list(layers), targets_reason
+        )
+        self._say_once(given, suspect)
         return layers
+
+    def _say_once(self, given: nn.Module, suspect: Optional[str]) -> None:
+        """Log the report (INFO), and warn when the backbone's output may be an old classifier's."""
+        logger.info(self.surgery_report)
+        if suspect:
+            warnings.warn(suspect_message(given, suspect), surgery.UnrecognisedClassifierWarning, stacklevel=4)
 
     def train(self, mode: bool = True):
         """Train mode everywhere but in the backbone's normalisation statistics.
