@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Type
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type
 
 import torch
 from torch import nn
@@ -24,13 +24,28 @@ from avalanche_litelora.models.pending_head import PendingHead, head_for_loading
 logger = logging.getLogger(__name__)
 
 
+def _head_group_anchors(backbone: nn.Module, found) -> Tuple[Dict[str, torch.Tensor], Optional[str]]:
+    """The tensors whose optimizer group the head joins, and what they are in words.
+
+    The classifier the head replaces; for a backbone without one, the layer that feeds it
+    (the head then trains at that layer's learning rate when the user's optimizer has several
+    groups, see :mod:`avalanche_litelora.training.optimizer_groups`).
+    """
+    replaced = surgery.classifier_parameters(backbone, found)
+    if replaced:
+        return replaced, f"the classifier it replaces ({found.name!r})"
+    name, tensors = surgery.output_layer(backbone)
+    return tensors, (f"the layer that feeds it ({name!r})" if tensors else None)
+
+
 def _feature_extractor(given: nn.Module, backbone: nn.Module, found, dropped: Optional[str]) -> str:
     """The feature-extractor line of :func:`describe_surgery`."""
     what = type(given).__name__
     if backbone is not given:
         what += " (a transformers sequence classifier, fed (batch, 2, length) batches of token ids and mask)"
     if dropped:
-        return f"{what} without {found.name!r}, its classifier ({dropped}), dropped from the forward path"
+        name = surgery.name_in_user_model(backbone, found.name)
+        return f"{what} without {name!r}, its classifier ({dropped}), dropped from the forward path"
     if found is not None:
         return f"{what} (timm-style, already without a classifier)"
     return f"the whole {what} (no classifier recognised: its output is taken as features)"
@@ -143,9 +158,7 @@ class AdapterModel(nn.Module):
         surgery.refuse_unremovable_multitask(backbone, found, feature_dim)
         suspect = surgery.suspected_classifier(backbone) if found is None and feature_dim is None else None
         excluded = surgery.excluded_names(backbone, found)
-        # The head joins the optimizer group of the classifier it replaces, or of the layer
-        # that feeds it when there is none (see training.optimizer_groups).
-        anchors = surgery.classifier_parameters(backbone, found) or surgery.output_layer_parameters(backbone)
+        anchors, anchor_words = _head_group_anchors(backbone, found)
         targets_reason = explain_targets(backbone, target_modules, excluded)
         layers = build_adapter_layers(backbone, target_modules, rank, excluded, layer_type=layer_type)
         # The last check has passed: from here on the backbone changes.
@@ -158,6 +171,8 @@ class AdapterModel(nn.Module):
         #: ids of the tensors whose optimizer group the head joins, by local name: the
         #: classifier it replaced or, for a backbone without one, the layer that feeds it.
         self.replaced_classifier_ids: Dict[str, int] = {k: id(v) for k, v in anchors.items()}
+        #: Those tensors in words, for the strategy to say which optimizer group the head joins.
+        self.head_group_anchor = anchor_words
         if head is None and in_features is None:  # headless: measured on the first experience
             head = PendingHead(task_incremental, initial_out_features, head_seed)
         if head is None:

@@ -91,6 +91,13 @@ class SequenceClassifierFeatures(nn.Module):
         return self.model(input_ids=ids, attention_mask=mask).logits
 
 
+def name_in_user_model(backbone: nn.Module, name: str) -> str:
+    """A module's name in the model as the user wrote it (a wrapper's ``model.`` removed)."""
+    if isinstance(backbone, SequenceClassifierFeatures) and name.startswith("model."):
+        return name[len("model."):]
+    return name
+
+
 def describe_layer(module: nn.Module) -> str:
     """``nn.Linear(64 -> 10)`` for a Linear, the class name for anything else."""
     if isinstance(module, nn.Linear):
@@ -221,15 +228,6 @@ def check_feature_dim(found: Optional[Classifier], feature_dim: Optional[int]) -
 def suspected_classifier(backbone: nn.Module) -> Optional[str]:
     """Why the output of a backbone with no recognised classifier may be an old classifier's
     (``None``: nothing suggests it)."""
-    for name in CLASSIFIER_NAMES:
-        module = getattr(backbone, name, None)
-        if isinstance(module, nn.Module) and _has_parameters(module):
-            return (
-                f"it has a {describe_layer(module)} called {name!r}, which is not a layer the "
-                "package can drop (an nn.Linear, Avalanche's IncrementalClassifier or "
-                "MultiHeadClassifier, or a Sequential ending in one, as the model's last layer "
-                "with parameters)"
-            )
     leaves = [(n, m) for n, m in backbone.named_modules() if next(m.children(), None) is None]
     if leaves and isinstance(leaves[-1][1], nn.Linear):
         name, layer = leaves[-1]
@@ -238,14 +236,25 @@ def suspected_classifier(backbone: nn.Module) -> Optional[str]:
             f"it ends in {where}an {describe_layer(layer)} whose {layer.out_features} outputs "
             "are taken as features"
         )
+    for name in CLASSIFIER_NAMES:
+        module = getattr(backbone, name, None)
+        if isinstance(module, nn.Module) and _has_parameters(module):
+            return (
+                f"its {name!r} ({describe_layer(module)}) is not a layer the package can drop (an "
+                "nn.Linear, Avalanche's IncrementalClassifier or MultiHeadClassifier, or a "
+                "Sequential ending in one, as the model's last layer with parameters)"
+            )
     return None
 
 
-def output_layer_parameters(backbone: nn.Module) -> Dict[str, torch.Tensor]:
-    """The tensors of the last layer with parameters of its own (by local name): the layer that
-    feeds the head of a backbone that has no classifier (see ``optimizer_groups``)."""
-    layers = [m for _, m in backbone.named_modules() if next(m.parameters(recurse=False), None) is not None]
-    return dict(layers[-1].named_parameters(recurse=False)) if layers else {}
+def output_layer(backbone: nn.Module) -> Tuple[Optional[str], Dict[str, torch.Tensor]]:
+    """The last layer with parameters of its own, and its tensors by local name: the layer that
+    feeds the head of a backbone without a classifier (see ``optimizer_groups``)."""
+    layers = [(n, m) for n, m in backbone.named_modules() if next(m.parameters(recurse=False), None) is not None]
+    if not layers:
+        return None, {}
+    name, layer = layers[-1]
+    return name, dict(layer.named_parameters(recurse=False))
 
 
 # ------------------------------------------------------------------- changing it
