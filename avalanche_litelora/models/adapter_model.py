@@ -1,14 +1,16 @@
 """What every adapter model does to its backbone, whatever its adapters (LoRA bank, Share).
 
-Surgery (find and remove the backbone's classifier, wrap the target layers), the Avalanche
-head in its place (or a pending one for a headless backbone), a frozen backbone whose
-BatchNorm statistics never drift, and a head regrown to a saved state dict's shapes.
+Surgery (find and remove the backbone's classifier, see :mod:`~avalanche_litelora.models.surgery`;
+wrap the target layers; say what was done), the Avalanche head in its place (or a pending
+one for a headless backbone), a frozen backbone whose BatchNorm statistics never drift, and
+a head regrown to a saved state dict's shapes.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type
 
 import torch
@@ -22,6 +24,48 @@ from avalanche_litelora.models.heads import make_head, resize_head_like
 from avalanche_litelora.models.pending_head import PendingHead, head_for_loading
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SurgeryPlan:
+    """Everything the surgery decides about a backbone before it changes anything."""
+
+    given: nn.Module  # the user's model
+    backbone: nn.Module  # what is adapted: ``given``, or a wrapper around it
+    found: Optional[surgery.Classifier]  # its classifier, to drop
+    dropped: Optional[str]  # that classifier in words
+    in_features: Optional[int]  # the head's input width (None: measured on the first experience)
+    suspect: Optional[str]  # why its output may still be an old classifier's
+    excluded: List[str]  # modules kept out of LoRA injection
+    anchors: Dict[str, torch.Tensor]  # whose optimizer group the head joins
+    anchor_words: Optional[str]
+    targets_reason: str  # why ``target_modules`` picks what it picks
+
+
+def plan_surgery(given: nn.Module, target_modules: Sequence[str], feature_dim: Optional[int]) -> SurgeryPlan:
+    """Find the classifier and check what can be checked; the user's model is not changed."""
+    if not isinstance(given, nn.Module):
+        raise TypeError(f"backbone must be an nn.Module, got {type(given).__name__}")
+    if feature_dim is not None:
+        check_count("feature_dim", feature_dim)
+    backbone = surgery.as_feature_model(given)
+    found = surgery.locate_classifier(backbone)
+    in_features = surgery.check_feature_dim(found, feature_dim)
+    surgery.refuse_unremovable_multitask(backbone, found, feature_dim)
+    excluded = surgery.excluded_names(backbone, found)
+    anchors, anchor_words = _head_group_anchors(backbone, found)
+    return SurgeryPlan(
+        given=given,
+        backbone=backbone,
+        found=found,
+        dropped=surgery.describe_layer(backbone.get_submodule(found.name)) if found and found.name else None,
+        in_features=in_features,
+        suspect=surgery.suspected_classifier(backbone) if found is None and feature_dim is None else None,
+        excluded=excluded,
+        anchors=anchors,
+        anchor_words=anchor_words,
+        targets_reason=explain_targets(backbone, target_modules, excluded),
+    )
 
 
 def _head_group_anchors(backbone: nn.Module, found) -> Tuple[Dict[str, torch.Tensor], Optional[str]]:
@@ -38,15 +82,15 @@ def _head_group_anchors(backbone: nn.Module, found) -> Tuple[Dict[str, torch.Ten
     return tensors, (f"the layer that feeds it ({name!r})" if tensors else None)
 
 
-def _feature_extractor(given: nn.Module, backbone: nn.Module, found, dropped: Optional[str]) -> str:
+def _feature_extractor(plan: SurgeryPlan) -> str:
     """The feature-extractor line of :func:`describe_surgery`."""
-    what = type(given).__name__
-    if backbone is not given:
+    what = type(plan.given).__name__
+    if plan.backbone is not plan.given:
         what += " (a transformers sequence classifier, fed (batch, 2, length) batches of token ids and mask)"
-    if dropped:
-        name = surgery.name_in_user_model(backbone, found.name)
-        return f"{what} without {name!r}, its classifier ({dropped}), dropped from the forward path"
-    if found is not None:
+    if plan.dropped:
+        name = surgery.name_in_user_model(plan.backbone, plan.found.name)
+        return f"{what} without {name!r}, its classifier ({plan.dropped}), dropped from the forward path"
+    if plan.found is not None:
         return f"{what} (timm-style, already without a classifier)"
     return f"the whole {what} (no classifier recognised: its output is taken as features)"
 
@@ -59,20 +103,14 @@ def _head_words(head: nn.Module) -> str:
     return type(head).__name__ + (f" on {width} features" if width else "")
 
 
-def describe_surgery(
-    model_name: str, given: nn.Module, backbone: nn.Module, found, dropped: Optional[str],
-    head: nn.Module, layer_names: List[str], targets_reason: str,
-) -> str:
-    """What :meth:`AdapterModel._adapt_backbone` did to ``given`` (the user's model), in four lines.
-
-    :param dropped: the removed classifier layer, described before its removal.
-    """
+def describe_surgery(model_name: str, plan: SurgeryPlan, head: nn.Module, layer_names: List[str]) -> str:
+    """What :meth:`AdapterModel._adapt_backbone` did to the user's model, in four lines."""
     shown = ", ".join(layer_names[:8]) + (f", ... ({len(layer_names)} in all)" if len(layer_names) > 8 else "")
     return (
-        f"{model_name} on {type(given).__name__}:\n"
-        f"  feature extractor: {_feature_extractor(given, backbone, found, dropped)}\n"
+        f"{model_name} on {type(plan.given).__name__}:\n"
+        f"  feature extractor: {_feature_extractor(plan)}\n"
         f"  head: {_head_words(head)}\n"
-        f"  adapters on {len(layer_names)} module(s): {shown}; {targets_reason}"
+        f"  adapters on {len(layer_names)} module(s): {shown}; {plan.targets_reason}"
     )
 
 
@@ -142,57 +180,43 @@ class AdapterModel(nn.Module):
     ) -> Dict[str, AdapterLayer]:
         """Wrap the targets, swap the classifier for the head; the wrapped layers by name.
 
-        Every check runs before the backbone changes (building the adapter layers validates them). What
-        was done is said once, in :attr:`surgery_report` and to the ``avalanche_litelora``
-        logger (INFO); a backbone whose output may still be an old classifier's gets an
-        :class:`~avalanche_litelora.models.surgery.UnrecognisedClassifierWarning`.
+        Every check runs before the backbone changes (:func:`plan_surgery`, and building the
+        adapter layers). What was done is said once, in :attr:`surgery_report` and to the
+        ``avalanche_litelora`` logger (INFO); a backbone whose output may still be an old
+        classifier's gets an :class:`~avalanche_litelora.models.surgery.UnrecognisedClassifierWarning`.
         """
-        if not isinstance(backbone, nn.Module):
-            raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")
-        if feature_dim is not None:
-            check_count("feature_dim", feature_dim)
-        given = backbone
-        backbone = surgery.as_feature_model(backbone)
-        found = surgery.locate_classifier(backbone)
-        in_features = surgery.check_feature_dim(found, feature_dim)
-        surgery.refuse_unremovable_multitask(backbone, found, feature_dim)
-        suspect = surgery.suspected_classifier(backbone) if found is None and feature_dim is None else None
-        excluded = surgery.excluded_names(backbone, found)
-        anchors, anchor_words = _head_group_anchors(backbone, found)
-        targets_reason = explain_targets(backbone, target_modules, excluded)
-        layers = build_adapter_layers(backbone, target_modules, rank, excluded, layer_type=layer_type)
+        plan = plan_surgery(backbone, target_modules, feature_dim)
+        layers = build_adapter_layers(plan.backbone, target_modules, rank, plan.excluded, layer_type=layer_type)
         # The last check has passed: from here on the backbone changes.
-        dropped = surgery.describe_layer(backbone.get_submodule(found.name)) if found and found.name else None
-        surgery.remove_classifier(backbone, found.how if found else None)
-        swap_in_adapter_layers(backbone, layers)
-        if surgery.needs_task_labels(backbone):
-            surgery.accept_input_alone(backbone)
-        self.backbone = backbone
+        surgery.remove_classifier(plan.backbone, plan.found.how if plan.found else None)
+        swap_in_adapter_layers(plan.backbone, layers)
+        if surgery.needs_task_labels(plan.backbone):
+            surgery.accept_input_alone(plan.backbone)
+        self.backbone = plan.backbone
         #: ids of the tensors whose optimizer group the head joins, by local name: the
         #: classifier it replaced or, for a backbone without one, the layer that feeds it.
-        self.replaced_classifier_ids: Dict[str, int] = {k: id(v) for k, v in anchors.items()}
+        self.replaced_classifier_ids: Dict[str, int] = {k: id(v) for k, v in plan.anchors.items()}
         #: Those tensors in words, for the strategy to say which optimizer group the head joins.
-        self.head_group_anchor = anchor_words
-        if head is None and in_features is None:  # headless: measured on the first experience
-            head = PendingHead(task_incremental, initial_out_features, head_seed)
-        if head is None:
-            head = make_head(in_features, task_incremental, initial_out_features, seed=head_seed)
-        self.head = head
-        for p in self.head.parameters():
-            p.requires_grad_(True)
+        self.head_group_anchor = plan.anchor_words
+        self.head = self._initial_head(head, plan.in_features, task_incremental, initial_out_features, head_seed)
         #: What the backbone surgery did, in words: the feature extractor, what was dropped,
         #: the head, and which modules got adapters and why.
-        self.surgery_report = describe_surgery(
-            type(self).__name__, given, backbone, found, dropped, self.head, list(layers), targets_reason
-        )
-        self._say_once(given, suspect)
+        self.surgery_report = describe_surgery(type(self).__name__, plan, self.head, list(layers))
+        logger.info(self.surgery_report)
+        if plan.suspect:
+            warnings.warn(suspect_message(plan.given, plan.suspect), surgery.UnrecognisedClassifierWarning, stacklevel=3)
         return layers
 
-    def _say_once(self, given: nn.Module, suspect: Optional[str]) -> None:
-        """Log the report (INFO), and warn when the backbone's output may be an old classifier's."""
-        logger.info(self.surgery_report)
-        if suspect:
-            warnings.warn(suspect_message(given, suspect), surgery.UnrecognisedClassifierWarning, stacklevel=4)
+    @staticmethod
+    def _initial_head(head, in_features, task_incremental, initial_out_features, seed) -> nn.Module:
+        """The head given, Avalanche's (at a known width), or a pending one; trainable."""
+        if head is None and in_features is None:  # headless: measured on the first experience
+            head = PendingHead(task_incremental, initial_out_features, seed)
+        if head is None:
+            head = make_head(in_features, task_incremental, initial_out_features, seed=seed)
+        for p in head.parameters():
+            p.requires_grad_(True)
+        return head
 
     def train(self, mode: bool = True):
         """Train mode everywhere but in the backbone's normalisation statistics.
