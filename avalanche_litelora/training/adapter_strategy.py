@@ -69,12 +69,14 @@ def _keywords_from_positional(strategy: str, args: tuple, kwargs: Dict[str, Any]
 def _accepted_keywords(cls: type) -> set:
     """Every keyword the ``__init__`` of ``cls`` or of a class above it names (as Avalanche checks)."""
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return {
-        name
-        for c in cls.__mro__
-        for name, p in inspect.signature(c.__init__).parameters.items()
-        if p.kind in kinds and name != "self"
-    }
+    names = set()
+    for c in cls.__mro__:
+        try:
+            parameters = inspect.signature(c.__init__).parameters
+        except (TypeError, ValueError):  # a builtin without a signature takes no keywords of ours
+            continue
+        names.update(name for name, p in parameters.items() if p.kind in kinds and name != "self")
+    return names
 
 
 def _refuse_unknown_keywords(cls: type, kwargs: Dict[str, Any]) -> None:
