@@ -155,7 +155,7 @@ def swap_in_adapter_layers(model: nn.Module, wrappers: Dict[str, AdapterLayer]) 
     for name, wrapper in wrappers.items():
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, wrapper)
+        nn.Module.__setattr__(parent, child, wrapper)  # not a wrapper module's forwarding setattr
     return wrappers
 
 

@@ -272,7 +272,9 @@ def remove_classifier(backbone: nn.Module, how: Optional[str]) -> None:
     elif how is not None:
         parent_name, _, child = how.rpartition(".")
         parent = backbone.get_submodule(parent_name) if parent_name else backbone
-        setattr(parent, child, RemovedClassifier())
+        # nn.Module's own setattr: Avalanche's as_multitask() wrapper forwards its own
+        # setattr to the model it wraps, which would leave its MultiHeadClassifier in place.
+        nn.Module.__setattr__(parent, child, RemovedClassifier())
 
 
 def needs_task_labels(backbone: nn.Module) -> bool:

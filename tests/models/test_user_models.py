@@ -16,7 +16,7 @@ import pytest
 import torch
 import torchvision
 from avalanche.benchmarks.scenarios.deprecated.generators import nc_benchmark
-from avalanche.models import MTSimpleCNN, MTSimpleMLP, MultiHeadClassifier, SimpleCNN, SimpleMLP
+from avalanche.models import MTSimpleCNN, MTSimpleMLP, MultiHeadClassifier, SimpleCNN, SimpleMLP, as_multitask
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -117,6 +117,10 @@ CASES = {
     "avalanche MTSimpleMLP": Case(
         lambda: MTSimpleMLP(input_size=64, hidden_size=32), "classifier", 32,
         lambda: image_stream((1, 8, 8), task_labels=True), task_incremental=True,
+    ),
+    "avalanche as_multitask(SimpleMLP)": Case(
+        lambda: as_multitask(SimpleMLP(num_classes=10, input_size=64, hidden_size=32, drop_rate=0), "classifier"),
+        "classifier", 32, lambda: image_stream((1, 8, 8), task_labels=True), task_incremental=True,
     ),
     "torchvision resnet18": Case(
         lambda: torchvision.models.resnet18(weights=None, num_classes=10), "fc", 512, lambda: image_stream((3, 16, 16))
