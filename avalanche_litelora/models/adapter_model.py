@@ -204,7 +204,8 @@ class AdapterModel(nn.Module):
         self.surgery_report = describe_surgery(type(self).__name__, plan, self.head, list(layers))
         logger.info(self.surgery_report)
         if plan.suspect:
-            warnings.warn(suspect_message(plan.given, plan.suspect), surgery.UnrecognisedClassifierWarning, stacklevel=3)
+            message = suspect_message(plan.given, plan.suspect)
+            warnings.warn(message, surgery.UnrecognisedClassifierWarning, stacklevel=3)
         return layers
 
     @staticmethod

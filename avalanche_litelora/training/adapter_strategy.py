@@ -147,7 +147,9 @@ def check_device(device) -> None:
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as error:
-        raise ValueError(f"device={device!r} is not a torch device ({error}): give 'cpu', 'cuda' or 'cuda:<index>'") from None
+        raise ValueError(
+            f"device={device!r} is not a torch device ({error}): give 'cpu', 'cuda' or 'cuda:<index>'"
+        ) from None
     if parsed.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
@@ -157,7 +159,9 @@ def check_device(device) -> None:
                 "device='cuda' if torch.cuda.is_available() else 'cpu'"
             )
         if parsed.index is not None and parsed.index >= count:
-            raise ValueError(f"device={device!r}, but this machine has {count} CUDA device(s): cuda:0 to cuda:{count - 1}")
+            raise ValueError(
+                f"device={device!r}, but this machine has {count} CUDA device(s): cuda:0 to cuda:{count - 1}"
+            )
     if parsed.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device={device!r}, but MPS is not available on this machine: give device='cpu'")
 

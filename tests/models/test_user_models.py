@@ -106,7 +106,9 @@ class Case(NamedTuple):
 
 
 CASES = {
-    "avalanche SimpleCNN": Case(lambda: SimpleCNN(num_classes=10), "classifier.0", 64, lambda: image_stream((3, 16, 16))),
+    "avalanche SimpleCNN": Case(
+        lambda: SimpleCNN(num_classes=10), "classifier.0", 64, lambda: image_stream((3, 16, 16))
+    ),
     "avalanche SimpleMLP": Case(
         lambda: SimpleMLP(num_classes=10, input_size=64, hidden_size=32, drop_rate=0), "classifier", 32,
         lambda: image_stream((1, 8, 8)),
@@ -125,7 +127,9 @@ CASES = {
     "torchvision resnet18": Case(
         lambda: torchvision.models.resnet18(weights=None, num_classes=10), "fc", 512, lambda: image_stream((3, 16, 16))
     ),
-    "container ending in a Linear": Case(VGGLike, "classifier.3", 16, lambda: image_stream((1, 8, 8)), kept="classifier.0"),
+    "container ending in a Linear": Case(
+        VGGLike, "classifier.3", 16, lambda: image_stream((1, 8, 8)), kept="classifier.0"
+    ),
     "timm ViT": Case(tiny_vit, "head", 32, lambda: image_stream((1, 8, 8))),
     "timm MobileNetV3 (pre-logits conv_head)": Case(
         lambda: timm.create_model("mobilenetv3_small_050", pretrained=False, num_classes=10), "classifier", 1024,
@@ -316,5 +320,6 @@ def test_what_was_done_is_logged_once_at_info_with_why_the_targets_fell_back(cap
 
 
 def test_explicit_targets_are_reported_as_given():
-    lora = LoRAClassifier(SimpleMLP(num_classes=10, input_size=64, hidden_size=32), rank=2, target_modules=["features.0"])
+    model = SimpleMLP(num_classes=10, input_size=64, hidden_size=32)
+    lora = LoRAClassifier(model, rank=2, target_modules=["features.0"])
     assert "target_modules=['features.0'], as given" in lora.surgery_report

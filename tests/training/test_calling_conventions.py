@@ -28,7 +28,9 @@ def test_model_optimizer_criterion_positionally_work_as_for_naive(strategy_class
     mlp = tiny_mlp()
     optimizer, criterion = sgd(mlp), nn.CrossEntropyLoss(label_smoothing=0.1)
     with pytest.warns(PositionalArgumentsDeprecatedWarning, match=strategy_class.__name__):
-        strategy = strategy_class(mlp, optimizer, criterion, 32, target_modules=MLP_TARGETS, evaluator=quiet_evaluator())
+        strategy = strategy_class(
+            mlp, optimizer, criterion, 32, target_modules=MLP_TARGETS, evaluator=quiet_evaluator()
+        )
     assert strategy.optimizer is optimizer and strategy._criterion is criterion
     assert strategy.train_mb_size == 32  # the fourth, as Naive's
     assert strategy.model.backbone is mlp
@@ -93,7 +95,10 @@ def test_the_signature_stays_keyword_only_and_lists_the_settings():
         (lambda mlp: LiteLoRAStrategy(), r"^LiteLoRAStrategy needs model and optimizer"),
         (lambda mlp: PerTaskLoRAStrategy(model=mlp), r"^PerTaskLoRAStrategy needs optimizer"),
         (lambda mlp: LiteLoRAStrategy(mlp, sgd(mlp), model=mlp), r"LiteLoRAStrategy got \['model'\] both"),
-        (lambda mlp: LiteLoRAStrategy(*([mlp, sgd(mlp)] + [None] * 9)), r"LiteLoRAStrategy takes at most 10 positional"),
+        (
+            lambda mlp: LiteLoRAStrategy(*([mlp, sgd(mlp)] + [None] * 9)),
+            r"LiteLoRAStrategy takes at most 10 positional",
+        ),
         (
             lambda mlp: LiteLoRAStrategy(model=mlp, optimizer=sgd(mlp), trian_mb_size=4),
             r"LiteLoRAStrategy got unexpected keyword arguments \['trian_mb_size'\]",
