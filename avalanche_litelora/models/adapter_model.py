@@ -9,6 +9,8 @@ a head regrown to a saved state dict's shapes.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type
@@ -24,6 +26,16 @@ from avalanche_litelora.models.heads import make_head, resize_head_like
 from avalanche_litelora.models.pending_head import PendingHead, head_for_loading
 
 logger = logging.getLogger(__name__)
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def user_stacklevel() -> int:
+    """The ``warnings.warn`` stacklevel, for its caller, of the first frame outside this package:
+    a warning then points at the user's line, whichever strategy or model class they built."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 @dataclass(frozen=True)
@@ -205,7 +217,7 @@ class AdapterModel(nn.Module):
         logger.info(self.surgery_report)
         if plan.suspect:
             message = suspect_message(plan.given, plan.suspect)
-            warnings.warn(message, surgery.UnrecognisedClassifierWarning, stacklevel=3)
+            warnings.warn(message, surgery.UnrecognisedClassifierWarning, stacklevel=user_stacklevel())
         return layers
 
     @staticmethod

@@ -25,7 +25,7 @@ from torch.optim import Optimizer
 from avalanche_litelora.checks import check_count
 from avalanche_litelora.config import ALL_CONFIGS, accepts_config_keywords, refuse_foreign_settings
 from avalanche_litelora.models.access import model_of_type
-from avalanche_litelora.models.adapter_model import AdapterModel
+from avalanche_litelora.models.adapter_model import AdapterModel, user_stacklevel
 from avalanche_litelora.training.checkpoint import CheckpointMixin
 from avalanche_litelora.training.compatibility import check_plugins
 from avalanche_litelora.training.distributed import RankSafeTemplateMixin, refuse_unsupported_plugins
@@ -61,7 +61,7 @@ def _keywords_from_positional(strategy: str, args: tuple, kwargs: Dict[str, Any]
         f"({', '.join(f'{n}=...' for n in named)}). The ability to pass positional arguments "
         "will be removed in the future.",
         PositionalArgumentsDeprecatedWarning,
-        stacklevel=4,  # here, the calling-conventions wrapper, the config-keywords wrapper, the caller
+        stacklevel=user_stacklevel(),
     )
     return {**named, **kwargs}
 

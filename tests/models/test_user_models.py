@@ -323,3 +323,10 @@ def test_explicit_targets_are_reported_as_given():
     model = SimpleMLP(num_classes=10, input_size=64, hidden_size=32)
     lora = LoRAClassifier(model, rank=2, target_modules=["features.0"])
     assert "target_modules=['features.0'], as given" in lora.surgery_report
+
+
+def test_the_warning_points_at_the_users_line_through_a_strategy():
+    model = _mlp_ending_in_logits()
+    with pytest.warns(UnrecognisedClassifierWarning) as record:
+        PerTaskLoRAStrategy(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), rank=2)
+    assert [w.filename for w in record if w.category is UnrecognisedClassifierWarning] == [__file__]

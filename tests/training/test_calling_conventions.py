@@ -111,3 +111,10 @@ def test_a_wrong_call_names_the_strategy_and_changes_nothing(call, match):
         call(mlp)
     assert "AdapterStrategy" not in str(error.value)
     assert isinstance(mlp.classifier, nn.Linear) and all(p.requires_grad for p in mlp.parameters())
+
+
+def test_the_warning_points_at_the_users_line():
+    mlp = tiny_mlp()
+    with pytest.warns(PositionalArgumentsDeprecatedWarning) as record:
+        TaskRoutedLoRAStrategy(mlp, sgd(mlp), target_modules=MLP_TARGETS, evaluator=quiet_evaluator())
+    assert [w.filename for w in record if w.category is PositionalArgumentsDeprecatedWarning] == [__file__]
