@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from typing import Dict, Optional, Sequence, Type
+from typing import Dict, Optional, Sequence, Tuple, Type
 
 from torch import nn
 
@@ -28,6 +28,46 @@ def linear_module_names(model: nn.Module) -> list:
     return [n for n, m in model.named_modules() if is_adaptable(m)]
 
 
+def _excluded(name: str, exclude: Sequence[str]) -> bool:
+    """``exclude`` names modules and everything inside them (a classifier's inner Linears too)."""
+    return any(name == e or name.startswith(e + ".") for e in exclude)
+
+
+#: Why the default settles on each choice, for the model's description.
+_DEFAULT_REASONS = {
+    DEFAULT_TARGET_MODULES: "the default target_modules: timm's fused attention projections 'qkv', "
+    "on their q and v slices",
+    _ATTENTION_FALLBACK: "the default target_modules fell back to a transformers encoder's 'query' "
+    "and 'value' projections (this backbone has no timm 'qkv' layer)",
+}
+_EVERY_LINEAR_REASON = (
+    "the default target_modules fell back to every Linear and 1x1 conv outside the classifier "
+    "(this backbone has neither a timm 'qkv' layer nor a transformers 'query' / 'value' projection); "
+    "give target_modules= to choose"
+)
+
+
+def resolve_default_targets(model: nn.Module, exclude: Sequence[str] = ()) -> Tuple[Sequence[str], str]:
+    """What :data:`DEFAULT_TARGET_MODULES` means on ``model``, and why, in words.
+
+    ``(patterns, why)``: timm's ``qkv``, else a transformers encoder's ``query`` / ``value``,
+    else the names of every adaptable module outside ``exclude``.
+    """
+    adaptable = [n for n in linear_module_names(model) if not _excluded(n, exclude)]
+    for patterns in (DEFAULT_TARGET_MODULES, _ATTENTION_FALLBACK):
+        if any(_matches(n, p) for n in adaptable for p in patterns):
+            return patterns, _DEFAULT_REASONS[patterns]
+    return adaptable, _EVERY_LINEAR_REASON
+
+
+def explain_targets(model: nn.Module, target_modules: Sequence[str], exclude: Sequence[str] = ()) -> str:
+    """Why ``target_modules`` picks what it picks on ``model`` (call before injection)."""
+    if target_modules is DEFAULT_TARGET_MODULES:
+        return resolve_default_targets(model, exclude)[1]
+    given = [target_modules] if isinstance(target_modules, str) else list(target_modules)
+    return f"target_modules={given}, as given"
+
+
 def find_target_modules(
     model: nn.Module, target_modules: Sequence[str], exclude: Sequence[str] = ()
 ) -> list:
@@ -35,16 +75,13 @@ def find_target_modules(
 
     Given the default object :data:`DEFAULT_TARGET_MODULES` itself, a model without a match
     takes the fallbacks that constant describes; an explicit list never falls back.
+    ``exclude`` keeps modules out, with everything inside them.
     """
     if target_modules is DEFAULT_TARGET_MODULES:
-        adaptable = [n for n in linear_module_names(model) if n not in exclude]
-        for patterns in (DEFAULT_TARGET_MODULES, _ATTENTION_FALLBACK):
-            if any(_matches(n, p) for n in adaptable for p in patterns):
-                target_modules = patterns
-                break
-        else:
-            if adaptable:
-                return adaptable
+        resolved, _ = resolve_default_targets(model, exclude)
+        if isinstance(resolved, list) and resolved:
+            return resolved  # every adaptable module, by name
+        target_modules = resolved or DEFAULT_TARGET_MODULES  # nothing to adapt: the error below says so
     if isinstance(target_modules, str):
         target_modules = [target_modules]
     try:
@@ -65,7 +102,7 @@ def find_target_modules(
         n
         for n, m in model.named_modules()
         if is_adaptable(m)
-        and n not in exclude
+        and not _excluded(n, exclude)
         and any(_matches(n, p) for p in patterns)
     ]
     if not names:
@@ -87,6 +124,41 @@ def _slices_for(name: str, layer: nn.Linear) -> Optional[dict]:
     return None
 
 
+def build_adapter_layers(
+    model: nn.Module,
+    target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
+    rank: int = 10,
+    exclude: Sequence[str] = (),
+    *,
+    layer_type: Type[AdapterLayer] = LoRALinear,
+) -> Dict[str, AdapterLayer]:
+    """Every check, and the wrappers of the targeted layers by module name; ``model`` is unchanged.
+
+    :func:`swap_in_adapter_layers` puts them in place. The adapter models remove the
+    backbone's classifier in between: timm's ``reset_classifier`` reads layers (MobileNetV3's
+    ``conv_head``) that must not be wrapped yet.
+    """
+    names = find_target_modules(model, target_modules, exclude)
+    if not (isinstance(layer_type, type) and issubclass(layer_type, AdapterLayer)):
+        raise TypeError(f"layer_type must be an AdapterLayer subclass, got {layer_type!r}")
+    if any(isinstance(m, AdapterLayer) for m in model.modules()):
+        raise ValueError("model already holds adapter layers; inject_lora runs once per model")
+    modules = dict(model.named_modules())
+    # Building every wrapper validates rank against every layer.
+    return {n: layer_type(modules[n], rank, _slices_for(n, modules[n])) for n in names}
+
+
+def swap_in_adapter_layers(model: nn.Module, wrappers: Dict[str, AdapterLayer]) -> Dict[str, AdapterLayer]:
+    """Freeze ``model`` and put each wrapper where its layer was (by module name); nothing to check."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for name, wrapper in wrappers.items():
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        nn.Module.__setattr__(parent, child, wrapper)  # not a wrapper module's forwarding setattr
+    return wrappers
+
+
 def inject_lora(
     model: nn.Module,
     target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
@@ -98,21 +170,9 @@ def inject_lora(
     """Swap the targeted Linear / 1x1-conv layers for :class:`LoRALinear` in place; freeze the rest.
 
     All checks run before the first swap, so a bad argument leaves ``model`` untouched.
-    ``exclude`` keeps modules (the classifier) out. ``layer_type`` is the wrapper class
-    (an :class:`AdapterLayer` subclass: LoRA's, or Share's). Returns the wrappers by module name.
+    ``exclude`` keeps modules (the classifier, with what it holds) out. ``layer_type`` is the
+    wrapper class (an :class:`AdapterLayer` subclass: LoRA's, or Share's). Returns the
+    wrappers by module name.
     """
-    names = find_target_modules(model, target_modules, exclude)
-    if not (isinstance(layer_type, type) and issubclass(layer_type, AdapterLayer)):
-        raise TypeError(f"layer_type must be an AdapterLayer subclass, got {layer_type!r}")
-    if any(isinstance(m, AdapterLayer) for m in model.modules()):
-        raise ValueError("model already holds adapter layers; inject_lora runs once per model")
-    modules = dict(model.named_modules())
-    # Build every wrapper first (this validates rank against every layer), then swap.
-    wrappers = {n: layer_type(modules[n], rank, _slices_for(n, modules[n])) for n in names}
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for name, wrapper in wrappers.items():
-        parent_name, _, child = name.rpartition(".")
-        parent = modules[parent_name] if parent_name else model
-        setattr(parent, child, wrapper)
-    return wrappers
+    wrappers = build_adapter_layers(model, target_modules, rank, exclude, layer_type=layer_type)
+    return swap_in_adapter_layers(model, wrappers)

@@ -1,5 +1,8 @@
 """Backbone surgery for classification: remove the backbone's own head, build Avalanche's.
 
+Which classifier is removed, for which model shapes, is :mod:`avalanche_litelora.models.surgery`'s
+business; the functions here keep the ``(how, feature_size)`` interface the harness uses.
+
 Avalanche's heads grow during training (new classes, new tasks), so a freshly built model
 cannot load a trained ``state_dict`` as is; :func:`resize_head_like` regrows a head to the
 shapes a state dict holds before loading it.
@@ -15,11 +18,9 @@ from avalanche.models import IncrementalClassifier, MultiHeadClassifier
 from torch import nn
 
 from avalanche_litelora.checks import check_count
+from avalanche_litelora.models import surgery
 from avalanche_litelora.models.seeding import global_rng_untouched
 from avalanche_litelora.models.seeded_heads import SeededIncrementalClassifier, SeededMultiHeadClassifier
-
-#: Attribute names under which backbones commonly keep their classifier.
-CLASSIFIER_NAMES = ("head", "classifier", "fc")
 
 
 def find_classifier(
@@ -27,28 +28,24 @@ def find_classifier(
 ) -> Tuple[Optional[str], Optional[int]]:
     """Locate the backbone's own classifier without changing anything.
 
-    Returns ``(how_to_remove, feature_size)``: ``"reset_classifier"`` for timm models, the
-    attribute name of an ``nn.Linear`` at ``head`` / ``classifier`` / ``fc``, or ``None``
-    for a backbone that already outputs features, whose ``feature_size`` is then
-    ``feature_dim``, or ``None`` to be measured on the first experience
+    Returns ``(how_to_remove, feature_size)``: ``"reset_classifier"`` for timm-style models,
+    the dotted name of the layer to drop (``"fc"``, ``"classifier.0"``: see
+    :mod:`avalanche_litelora.models.surgery` for the shapes recognised), or ``None`` for a
+    backbone that already outputs features, whose ``feature_size`` is then ``feature_dim``,
+    or ``None`` to be measured on the first experience
     (:mod:`avalanche_litelora.models.pending_head`).
     """
     if feature_dim is not None:
-        return None, check_count("feature_dim", feature_dim)
-    if hasattr(backbone, "reset_classifier") and hasattr(backbone, "num_features"):
-        return "reset_classifier", int(backbone.num_features)
-    for name in CLASSIFIER_NAMES:
-        layer = getattr(backbone, name, None)
-        if isinstance(layer, nn.Linear):
-            return name, layer.in_features
-    return None, None
+        check_count("feature_dim", feature_dim)
+    found = surgery.locate_classifier(backbone)
+    return (found.how if found else None), surgery.check_feature_dim(found, feature_dim)
 
 
 def classifier_module_names(backbone: nn.Module, how: Optional[str]) -> List[str]:
     """Module names of the backbone's own classifier, to keep out of LoRA injection."""
-    if how == "reset_classifier":
-        cfg = getattr(backbone, "pretrained_cfg", None) or {}
-        return [cfg.get("classifier", "head")]
+    if how == surgery.TIMM:
+        found = surgery.locate_classifier(backbone)
+        return surgery.excluded_names(backbone, found)
     return [how] if how else []
 
 
@@ -58,21 +55,15 @@ def classifier_parameters(backbone: nn.Module, how: Optional[str]) -> Dict[str, 
     A user's optimizer built on the backbone holds them; the head built in their place joins
     their optimizer group (see :mod:`avalanche_litelora.training.optimizer_groups`).
     """
-    if how == "reset_classifier":
-        module = backbone.get_classifier() if hasattr(backbone, "get_classifier") else None
-    else:
-        module = getattr(backbone, how, None) if how else None
-    if not isinstance(module, nn.Module):
+    if how == surgery.TIMM:
+        return surgery.classifier_parameters(backbone, surgery.locate_classifier(backbone))
+    if how is None:
         return {}
-    return dict(module.named_parameters())
+    return surgery.classifier_parameters(backbone, surgery.Classifier(how, how, 0))
 
 
-def remove_classifier(backbone: nn.Module, how: Optional[str]) -> None:
-    """Apply what :func:`find_classifier` found: the backbone then outputs features."""
-    if how == "reset_classifier":
-        backbone.reset_classifier(0)
-    elif how is not None:
-        setattr(backbone, how, nn.Identity())
+#: Applies what :func:`find_classifier` found: the backbone then outputs features.
+remove_classifier = surgery.remove_classifier
 
 
 def make_head(

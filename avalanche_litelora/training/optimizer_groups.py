@@ -6,8 +6,9 @@ bank's tensors meet several groups as soon as a user splits their optimizer (a l
 rate for the backbone, another for its classifier; no weight decay on biases): the head
 replaces the backbone's classifier, and the gate logits sit beside no existing tensor.
 So before Avalanche updates the optimizer, every new tensor is placed here: in the group of
-the tensor the model names as its anchor (the head: the classifier it replaced; an adapter:
-the weight it adapts; a gate logit: its adapter), else where Avalanche's own rule puts it.
+the tensor the model names as its anchor (the head: the classifier it replaced, or, for a
+backbone without one, the layer that feeds it; an adapter: the weight it adapts; a gate
+logit: its adapter), else where Avalanche's own rule puts it.
 """
 
 from __future__ import annotations

@@ -142,7 +142,8 @@ def test_share_and_the_lora_bank_share_one_guard():
 
     mlp = tiny_mlp()
     strategy = _strategy(mlp, target_modules=MLP_TARGETS)
-    lora = PerTaskLoRAStrategy(model=tiny_mlp(), optimizer=sgd(tiny_mlp()), target_modules=MLP_TARGETS)
+    other = tiny_mlp()
+    lora = PerTaskLoRAStrategy(model=other, optimizer=sgd(other), target_modules=MLP_TARGETS)
     assert type(strategy.plugins[0]) is type(lora.plugins[0]) is AdapterGuardPlugin
     benchmark = digits_benchmark(5, task_labels=True)  # its own: one experience is emptied
     strategy.train(benchmark.train_stream[0])

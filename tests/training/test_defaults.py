@@ -5,6 +5,7 @@ import torch
 from avalanche.benchmarks import nc_benchmark
 from avalanche.benchmarks.utils import as_classification_dataset
 from avalanche.core import SupervisedPlugin
+from avalanche.models import MultiTaskModule
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -50,6 +51,10 @@ class HeadAtStart(SupervisedPlugin):
 def test_every_strategy_trains_with_only_model_and_optimizer(strategy_class, task_labels):
     backbone = _headless()
     strategy = strategy_class(model=backbone, optimizer=torch.optim.SGD(backbone.parameters(), lr=0.01))
+    if task_labels and not isinstance(strategy.model, MultiTaskModule):  # class-incremental by default
+        with pytest.raises(ValueError, match="task_incremental=True"):  # refuses task label 1
+            strategy.train(_stream(task_labels).train_stream)
+        return
     for experience in _stream(task_labels).train_stream:
         strategy.train(experience)
     assert not isinstance(strategy.model.head, PendingHead)

@@ -72,7 +72,8 @@ def test_routed_bank_state_dict_loads_into_a_fresh_model(ti_benchmark):
     strategy = TaskRoutedLoRAStrategy(model=mlp, optimizer=sgd(mlp), **_kwargs(train_epochs=1))
     for experience in list(ti_benchmark.train_stream)[:2]:
         strategy.train(experience)
-    fresh = TaskRoutedLoRAStrategy(model=tiny_mlp(), optimizer=sgd(mlp), **_kwargs()).model
+    other = tiny_mlp()
+    fresh = TaskRoutedLoRAStrategy(model=other, optimizer=sgd(other), **_kwargs()).model
     fresh.load_state_dict(strategy.model.state_dict())
     x, t = _test_inputs(ti_benchmark.test_stream[1])
     strategy.model.eval(), fresh.eval()
