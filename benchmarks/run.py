@@ -3,6 +3,7 @@
     python -m benchmarks.run              # the default suite, one seed (see configs/suites.json)
     python -m benchmarks.run --quick      # a three-minute smoke run
     python -m benchmarks.run --full       # three seeds, more data (GPU-sized)
+    python -m benchmarks.run --long       # the 24-experience ground-truth streams, three seeds
     python -m benchmarks.run --paper cifar100|imagenet_r|...   # the paper's configuration
                                           # (its own options: --paper imagenet_r --help)
 
@@ -46,6 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="the smoke suite (about 3 minutes on 2 cores)")
     mode.add_argument("--full", action="store_true", help="three seeds, more data: for a GPU")
+    mode.add_argument("--long", action="store_true",
+                      help="the 24-experience ground-truth streams, three seeds (judged by halves)")
     parser.add_argument("--streams", nargs="+", choices=sorted(STREAMS))
     parser.add_argument("--strategies", nargs="+", choices=sorted(load_method_configs()))
     parser.add_argument("--seeds", nargs="+", type=int, help="class orders / permutations")
@@ -72,7 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def suite_settings(args: argparse.Namespace) -> Dict[str, Any]:
     """The named suite from configs/suites.json, with the command line's overrides."""
     with open(SUITES_FILE) as f:
-        suite_name = "quick" if args.quick else "full" if args.full else "default"
+        suite_name = "quick" if args.quick else "full" if args.full else "long" if args.long else "default"
         suite = dict(json.load(f)[suite_name], name=suite_name)
     for key in ("streams", "strategies", "seeds", "epochs", "train_per_experience", "test_per_experience"):
         value = getattr(args, key)

@@ -1,0 +1,50 @@
+"""LiteLoRA's relative lambda rule: decisions that do not depend on the stream's loss scale."""
+
+import pytest
+import torch
+from torch import nn
+
+from avalanche_litelora import GateSelectionPlugin, LiteLoRAStrategy
+from builders import MLP_TARGETS, quiet_evaluator, tiny_mlp
+
+SCALE = 0.01  # regime B: every loss, and so every candidate's benefit, 100x smaller
+
+
+class ScaledCrossEntropy(nn.CrossEntropyLoss):
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, logits, targets):
+        return self.scale * super().forward(logits, targets)
+
+
+def _run(ci_benchmark, scale: float, **lambda_settings):
+    """LiteLoRA on digits; SGD's rate is divided by ``scale`` so every adapter trains the same."""
+    torch.manual_seed(0)
+    mlp = tiny_mlp()
+    strategy = LiteLoRAStrategy(
+        model=mlp, optimizer=torch.optim.SGD(mlp.parameters(), lr=0.05 / scale, momentum=0.9),
+        criterion=ScaledCrossEntropy(scale), rank=4, target_modules=MLP_TARGETS, train_mb_size=32,
+        train_epochs=3, eval_mb_size=512, selection_mb_size=8, refit_steps=0,
+        evaluator=quiet_evaluator(), **lambda_settings,
+    )
+    for exp in ci_benchmark.train_stream:
+        strategy.train(exp)
+    selection = next(p for p in strategy.plugins if isinstance(p, GateSelectionPlugin))
+    return strategy.pruned_adapters, [r["benefit_nats"] for r in selection.watch.records]
+
+
+@pytest.mark.slow
+def test_the_relative_rule_decides_alike_on_two_regimes_100x_apart_and_an_absolute_lambda_cannot(ci_benchmark):
+    # on digits a random MLP's candidates remove 2-20% of their loss: 0.1 tells them apart
+    pruned_a, benefits_a = _run(ci_benchmark, 1.0, lambda_sparsity=0.1)  # relative, the default rule
+    pruned_b, benefits_b = _run(ci_benchmark, SCALE, lambda_sparsity=0.1)
+    assert benefits_b == pytest.approx([SCALE * b for b in benefits_a], rel=0.05, abs=1e-5)
+    assert pruned_a == pruned_b  # the same candidates, whatever the scale
+    assert 0 < len(pruned_a) < 4  # and a real decision: some kept, some pruned
+    # an absolute lambda set between regime A's benefits prunes everything in regime B
+    lam = sorted(benefits_a)[len(benefits_a) // 2]
+    kept_a = 4 - len(_run(ci_benchmark, 1.0, lambda_sparsity=lam, lambda_rule="absolute")[0])
+    kept_b = 4 - len(_run(ci_benchmark, SCALE, lambda_sparsity=lam, lambda_rule="absolute")[0])
+    assert kept_a > 0 and kept_b == 0
