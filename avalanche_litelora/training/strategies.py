@@ -88,6 +88,14 @@ class LiteLoRAStrategy(_LoRABankStrategy):
 
     config_class = LiteLoRAConfig
 
+    @property
+    def candidate_decisions(self) -> List[dict]:
+        """Every judged candidate: its training loss with the gate closed and open, their
+        difference (``benefit_nats``), the lambda it was weighed against, and whether it was
+        kept. Read it to see why the gate decided as it did on your stream."""
+        selection = next(p for p in self.plugins if isinstance(p, bank.GateSelectionPlugin))
+        return selection.watch.state()
+
     def _bank_plugins(self, config: LiteLoRAConfig) -> List[BasePlugin]:
         selection = bank.GateSelectionPlugin(
             lambda_sparsity=config.lambda_sparsity,

@@ -26,3 +26,4 @@ def test_the_default_rule_keeps_a_novel_candidate_and_prunes_an_immediate_repeat
     assert [label.kind for label in benchmark.redundancy] == ["novel", "novel", "repeat"]
     assert strategy.active_adapters == ["adapter_0", "adapter_1"]
     assert strategy.pruned_adapters == ["adapter_2"]
+    assert [d["kept"] for d in strategy.candidate_decisions] == [True, False]  # why, readable
