@@ -39,6 +39,7 @@ from avalanche_litelora.metrics import (accuracy_row, average_anytime_accuracy, 
                                         backward_transfer, final_accuracy)
 from avalanche_litelora.training import LiteLoRAStrategy, PerTaskLoRAStrategy
 from avalanche_litelora.training.loop import train_stream
+from avalanche_litelora.training.optimizer_groups import ROLE_KEY
 from avalanche_litelora.training.plugins.autocast import AutocastPlugin, bf16_supported
 from avalanche_litelora.training.plugins.lr_milestones import EpochMilestonesLRPlugin
 from benchmarks.measure import PeakMemory, StepTimer, sample_inputs, throughput
@@ -222,8 +223,13 @@ def evaluator(log_dir: Path, main: bool) -> EvaluationPlugin:
 def build_strategy(name: str, backbone, cfg: Dict[str, Any], device, world: int, plugins, log_dir: Path):
     if cfg["train_mb_size"] % world:
         raise SystemExit(f"the batch {cfg['train_mb_size']} does not split over {world} processes")
-    optimizer = torch.optim.SGD(backbone.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
-                                weight_decay=cfg["weight_decay"])
+    # the reference's groups: its magnitudes at their own rate with the weight decay, the
+    # adapters and the head without (nothing trains a magnitude in the first task)
+    optimizer = torch.optim.SGD(
+        [{"params": backbone.parameters(), "weight_decay": 0.0},
+         {"params": [], "lr": cfg["magnitude_lr"], "weight_decay": cfg["weight_decay"],
+          ROLE_KEY: "magnitudes"}],
+        lr=cfg["lr"], momentum=cfg["momentum"])
     kwargs = dict(model=backbone, optimizer=optimizer, rank=cfg["rank"], target_modules=cfg["target_modules"],
                   init_logit=cfg["init_logit"], tau=cfg["tau"], train_mb_size=cfg["train_mb_size"] // world,
                   train_epochs=cfg["train_epochs"], eval_mb_size=cfg["eval_mb_size"], device=device,

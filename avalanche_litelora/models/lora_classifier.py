@@ -282,6 +282,12 @@ class LoRAClassifier(AdapterModel):
                 return [f"backbone.{self.lora_layer_names[0]}.adapters.{adapter}.A.{key}"]
         return []
 
+    def optimizer_group_role(self, name: str) -> Optional[str]:
+        """``"magnitudes"`` for an SD-LoRA magnitude (an optimizer group may claim them)."""
+        if name.startswith("shared_magnitudes.") or ".magnitude." in name:
+            return "magnitudes"
+        return None
+
     # ------------------------------------------------------------------ merging
     @torch.no_grad()
     def merge(self) -> None:

@@ -9,6 +9,11 @@ So before Avalanche updates the optimizer, every new tensor is placed here: in t
 the tensor the model names as its anchor (the head: the classifier it replaced, or, for a
 backbone without one, the layer that feeds it; an adapter: the weight it adapts; a gate
 logit: its adapter), else where Avalanche's own rule puts it.
+
+A group may also claim a *role*: ``{"params": [], "lr": 8e-3, "adapter_role": "magnitudes"}``
+takes every SD-LoRA magnitude the model builds (the model names a tensor's role through
+``optimizer_group_role``), as the reference code gives its magnitudes their own rate and
+weight decay.
 """
 
 from __future__ import annotations
@@ -19,6 +24,21 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 Anchor = Union[str, int]
+
+
+#: The key of a parameter group that claims a role (see the module docstring).
+ROLE_KEY = "adapter_role"
+
+
+def _role_groups(optimizer: Optimizer) -> Dict[str, int]:
+    roles = {}
+    for index, group in enumerate(optimizer.param_groups):
+        role = group.get(ROLE_KEY)
+        if role is not None:
+            if role in roles:
+                raise ValueError(f"two parameter groups claim the role {role!r}: give it to one")
+            roles[role] = index
+    return roles
 
 
 def _group_of_ids(optimizer: Optimizer) -> Dict[int, int]:
@@ -52,6 +72,8 @@ def place_new_parameters(
         return []
     if anchors is None:
         anchors = getattr(model, "optimizer_group_anchors", None) or (lambda name: [])
+    roles = _role_groups(optimizer)
+    role_of = getattr(model, "optimizer_group_role", None) or (lambda name: None)
     by_id = _group_of_ids(optimizer)
     params = dict(model.named_parameters())
     named_groups = {n: by_id[id(p)] for n, p in params.items() if id(p) in by_id}
@@ -59,8 +81,8 @@ def place_new_parameters(
     for name, param in params.items():
         if id(param) in by_id:
             continue
-        group = None
-        for anchor in anchors(name):
+        group = roles.get(role_of(name))
+        for anchor in anchors(name) if group is None else ():
             key = id(params[anchor]) if isinstance(anchor, str) and anchor in params else anchor
             if isinstance(key, int) and key in by_id:
                 group = by_id[key]

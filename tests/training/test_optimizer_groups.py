@@ -51,3 +51,38 @@ def test_a_group_nothing_decides_is_an_error_naming_the_parameter():
     model.add_module("extra", nn.Linear(2, 2))
     with pytest.raises(ValueError, match="'extra.weight'"):  # 0.bias goes beside 0.weight
         place_new_parameters(optimizer, model)
+
+
+def test_a_group_that_claims_the_magnitudes_gets_every_magnitude_and_keeps_its_ratio_under_milestones(ci_benchmark):
+    """The reference's optimizer: magnitudes at their own rate and weight decay, the rest without."""
+    from avalanche_litelora import PerTaskLoRAStrategy
+    from avalanche_litelora.training.optimizer_groups import ROLE_KEY
+    from avalanche_litelora.training.plugins.lr_milestones import EpochMilestonesLRPlugin
+    from builders import MLP_TARGETS, quiet_evaluator, tiny_mlp
+
+    mlp = tiny_mlp()
+    optimizer = torch.optim.SGD(
+        [{"params": mlp.parameters(), "weight_decay": 0.0},
+         {"params": [], "lr": 0.008, "weight_decay": 2e-4, ROLE_KEY: "magnitudes"}], lr=0.01, momentum=0.9)
+    seen = []
+
+    class Rates(EpochMilestonesLRPlugin):
+        def before_training_epoch(self, strategy, **kwargs):
+            super().before_training_epoch(strategy, **kwargs)
+            seen.append([g["lr"] for g in strategy.optimizer.param_groups])
+
+    strategy = PerTaskLoRAStrategy(
+        model=mlp, optimizer=optimizer, rank=4, target_modules=MLP_TARGETS, train_mb_size=32,
+        train_epochs=5, eval_mb_size=512, evaluator=quiet_evaluator(),
+        plugins=[Rates(0.01, milestones=(0.6,), gamma=0.5, from_experience=1)],
+    )
+    for exp in list(ci_benchmark.train_stream)[:2]:
+        strategy.train(exp)
+    model = strategy.lora_model
+    magnitudes = {id(p) for n, p in model.named_parameters() if model.optimizer_group_role(n) == "magnitudes"}
+    groups = strategy.optimizer.param_groups
+    assert strategy.optimizer is optimizer and len(groups) == 2
+    assert magnitudes and magnitudes == {id(p) for p in groups[1]["params"]}
+    assert not magnitudes & {id(p) for p in groups[0]["params"]}
+    assert {id(p) for p in model.head.parameters()} <= {id(p) for p in groups[0]["params"]}
+    assert seen[5] == [0.01, 0.008] and seen[-1] == pytest.approx([0.005, 0.004])  # one factor for both

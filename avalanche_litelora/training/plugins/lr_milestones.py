@@ -17,11 +17,19 @@ from avalanche.core import SupervisedPlugin
 from avalanche_litelora.checks import check_count, check_real
 
 
+#: The key under which a parameter group keeps its rate before any milestone.
+BASE_KEY = "milestones_base_lr"
+
+
 class EpochMilestonesLRPlugin(SupervisedPlugin, supports_distributed=True):
     """Sets ``lr = base_lr * gamma ** (milestones passed)`` before every training epoch.
 
-    :param base_lr: the rate of every group of the strategy's optimizer at the start of an
-        experience (the plugin also restores it after each experience).
+    A group whose own rate differs from ``base_lr`` when the plugin first sees it (the
+    reference's magnitude group, 8e-3 beside 0.01) keeps its ratio to ``base_lr``: every
+    group's rate is scaled by the same factor, as ``MultiStepLR`` scales them.
+
+    :param base_lr: the rate the milestones scale: the optimizer's own rate (a group with
+        another rate is scaled by the same factor).
     :param milestones: fractions of ``train_epochs`` at which the rate is multiplied by ``gamma``.
     :param gamma: the factor.
     :param from_experience: experiences before this one keep ``base_lr`` throughout.
@@ -48,8 +56,10 @@ class EpochMilestonesLRPlugin(SupervisedPlugin, supports_distributed=True):
         return self.base_lr * self.gamma ** passed
 
     def _set(self, strategy, lr: float) -> None:
+        factor = lr / self.base_lr
         for group in strategy.optimizer.param_groups:
-            group["lr"] = lr
+            # stored in the group, so a checkpoint of the optimizer carries it
+            group["lr"] = group.setdefault(BASE_KEY, group["lr"]) * factor
 
     def before_training_epoch(self, strategy, **kwargs):
         clock = strategy.clock
