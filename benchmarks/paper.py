@@ -36,7 +36,7 @@ from avalanche_litelora.data.paper import reference_class_order, synthetic
 from avalanche_litelora.data.streams import subsample_benchmark
 from avalanche_litelora.evaluation import litelora_evaluator, litelora_metrics
 from avalanche_litelora.metrics import (accuracy_row, average_anytime_accuracy, average_forgetting,
-                                        backward_transfer, final_accuracy)
+                                        backward_transfer, final_accuracy, just_trained_accuracy)
 from avalanche_litelora.training import LiteLoRAStrategy, PerTaskLoRAStrategy
 from avalanche_litelora.training.loop import train_stream
 from avalanche_litelora.training.optimizer_groups import ROLE_KEY
@@ -306,6 +306,7 @@ def run_one(name: str, seed: int, cfg: Dict[str, Any], args, device, world: int,
         "experiences": n, "epochs": cfg["train_epochs"],
         "train_per_experience": cfg["train_per_experience"] or "all",
         "avg_anytime_acc": average_anytime_accuracy(matrix), "final_acc": final_accuracy(matrix),
+        "just_trained_acc": just_trained_accuracy(matrix),
         "forgetting": average_forgetting(matrix), "bwt": backward_transfer(matrix),
         "forgetting_reference": average_forgetting(matrix, include_final=True),
         "avg_anytime_acc_weighted": weighted_anytime(matrix, test_sizes),

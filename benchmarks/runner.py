@@ -24,6 +24,7 @@ from avalanche_litelora.metrics import (
     average_forgetting,
     backward_transfer,
     final_accuracy,
+    just_trained_accuracy,
 )
 from benchmarks import ground_truth
 from benchmarks.redundancy import CandidateRedundancyProbe, bank_summary
@@ -229,8 +230,7 @@ def _summaries(matrix: List[List[float]]) -> Dict[str, float]:
                 "bwt": 0.0}
     return {
         "avg_anytime_acc": average_anytime_accuracy(matrix),
-        # each experience right after it trained: what the adapters add where they are trained
-        "just_trained_acc": sum(matrix[i][i] for i in range(len(matrix))) / len(matrix),
+        "just_trained_acc": just_trained_accuracy(matrix),
         "final_acc": final_accuracy(matrix),
         "forgetting": average_forgetting(matrix),
         "bwt": backward_transfer(matrix),

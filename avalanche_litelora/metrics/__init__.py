@@ -7,6 +7,7 @@ from avalanche_litelora.metrics.accuracy_matrix import (
     backward_transfer,
     final_accuracy,
     forgetting_per_experience,
+    just_trained_accuracy,
 )
 from avalanche_litelora.metrics.bank_readouts import BankReadoutMetric
 from avalanche_litelora.metrics.forgetting_curve import ForgettingCurveMetric
@@ -26,4 +27,5 @@ __all__ = [
     "backward_transfer",
     "final_accuracy",
     "forgetting_per_experience",
+    "just_trained_accuracy",
 ]

@@ -43,6 +43,13 @@ def final_accuracy(matrix: Sequence[Sequence[float]]) -> float:
     return sum(matrix[n - 1][:n]) / n
 
 
+def just_trained_accuracy(matrix: Sequence[Sequence[float]]) -> float:
+    """Mean over experiences i of the accuracy on i right after training it: what the
+    method learns where it trains (the head-only control's gap to an adapter method)."""
+    n = _check(matrix)
+    return sum(matrix[i][i] for i in range(n)) / n
+
+
 def forgetting_per_experience(matrix: Sequence[Sequence[float]], include_final: bool = False) -> Dict[int, float]:
     """For each earlier experience j: best accuracy it had before the end minus its final one.
 

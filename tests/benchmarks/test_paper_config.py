@@ -35,7 +35,12 @@ def test_the_config_holds_the_reference_configs_values():
     assert inr["reference"]["sdlora"]["anytime"] == [82.41, 81.55, 81.27]
     with open(paper.CONFIG_FILE) as f:
         comments = json.load(f)["comments"]
-    assert sum("DEVIATION" in text for text in comments.values()) >= 4
+    # normalisation, the head refit, the selection optimizer's weight decay
+    assert sum("DEVIATION" in text for text in comments.values()) >= 3
+    # the reference's mechanics, fp32 by default, and its optimizer groups
+    assert (inr["magnitude_scope"], inr["boundary"], inr["gate_sampling"], inr["lambda_rule"]) == (
+        "per_adapter", "rescale", "per_call", "absolute")
+    assert inr["magnitude_lr"] == 0.008 and paper.parse_args(["--paper", "imagenet_r"]).amp == "off"
 
 
 def test_run_hands_paper_commands_to_the_paper_module(monkeypatch):
@@ -133,8 +138,9 @@ def test_paper_path_on_a_random_vit_b16(tmp_path):
                       "--throughput-samples", "2")
     assert run.main(argv) == 0
     (row,) = json.loads((tmp_path / "out" / "rows.json").read_text())
-    # per adapter: 12 blocks x (q, v) x (A 10x768 + B 768x10 + a magnitude), and one gate logit
-    assert row["experiences"] == 2 and row["adapter_params"] == row["active_adapters"] * (24 * (2 * 7680 + 1) + 1)
+    # per adapter: 12 blocks x (q, v) x (A 10x768 + B 768x10 + a frozen layer magnitude), one
+    # gate logit and the reference's one trained magnitude
+    assert row["experiences"] == 2 and row["adapter_params"] == row["active_adapters"] * (24 * (2 * 7680 + 1) + 2)
 
 
 @pytest.mark.slow
