@@ -84,3 +84,11 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def all_strategies():
+    """Every strategy class the package exports (tests that must hold for each of them)."""
+    from avalanche_litelora import (HeadOnlyStrategy, LiteLoRAStrategy, PerTaskLoRAStrategy,
+                                    SequentialLoRAStrategy, ShareStrategy, TaskRoutedLoRAStrategy)
+    return [LiteLoRAStrategy, PerTaskLoRAStrategy, SequentialLoRAStrategy, ShareStrategy,
+            TaskRoutedLoRAStrategy, HeadOnlyStrategy]

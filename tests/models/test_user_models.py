@@ -24,7 +24,7 @@ from avalanche_litelora import LiteLoRAStrategy, LoRAClassifier, PerTaskLoRAStra
 from avalanche_litelora.backbones.text import pack_tokens
 from avalanche_litelora.models.pending_head import PendingHead
 from avalanche_litelora.models.surgery import RemovedClassifier, UnrecognisedClassifierWarning
-from builders import quiet_evaluator, tiny_vit
+from builders import quiet_evaluator, single_thread, tiny_vit
 
 transformers = pytest.importorskip("transformers")
 timm = pytest.importorskip("timm")
@@ -32,12 +32,7 @@ timm = pytest.importorskip("timm")
 N_CLASSES = 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+one_thread = pytest.fixture(autouse=True)(single_thread)
 
 
 def _dataset(x: torch.Tensor, y: torch.Tensor) -> TensorDataset:

@@ -11,16 +11,10 @@ from avalanche.training.supervised import Naive
 from avalanche.training.templates.base import PositionalArgumentsDeprecatedWarning
 from torch import nn
 
-from avalanche_litelora import (
-    LiteLoRAStrategy,
-    PerTaskLoRAStrategy,
-    SequentialLoRAStrategy,
-    ShareStrategy,
-    TaskRoutedLoRAStrategy,
-)
-from builders import MLP_TARGETS, digits_benchmark, quiet_evaluator, sgd, tiny_mlp
+from avalanche_litelora import LiteLoRAStrategy, PerTaskLoRAStrategy, TaskRoutedLoRAStrategy
+from builders import MLP_TARGETS, all_strategies, digits_benchmark, quiet_evaluator, sgd, tiny_mlp
 
-STRATEGIES = [LiteLoRAStrategy, PerTaskLoRAStrategy, SequentialLoRAStrategy, ShareStrategy, TaskRoutedLoRAStrategy]
+STRATEGIES = all_strategies()
 
 
 @pytest.mark.parametrize("strategy_class", STRATEGIES)

@@ -9,17 +9,12 @@ from avalanche.models import MultiTaskModule
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from avalanche_litelora import (
-    LiteLoRAStrategy,
-    PerTaskLoRAStrategy,
-    SequentialLoRAStrategy,
-    ShareStrategy,
-    TaskRoutedLoRAStrategy,
-)
+from avalanche_litelora import LiteLoRAStrategy, PerTaskLoRAStrategy
 from avalanche_litelora.models.lora_classifier import LoRAClassifier
 from avalanche_litelora.models.pending_head import PendingHead
+from builders import all_strategies
 
-STRATEGIES = [LiteLoRAStrategy, PerTaskLoRAStrategy, SequentialLoRAStrategy, ShareStrategy, TaskRoutedLoRAStrategy]
+STRATEGIES = all_strategies()
 
 
 def _blobs(n, seed):
