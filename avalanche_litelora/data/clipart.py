@@ -20,16 +20,18 @@ What a class is, and why (from what the package holds, ~8,000 PNGs in 22 categor
 
 Images are composited on white (their transparent background is what a viewer shows as
 white), padded to a white square (no distortion) and resized, as ``[0, 1]`` RGB tensors:
-``efficientnet_lite0`` normalises its input itself. They are decoded once per setting and
-kept in memory, so epochs and seeds cost no disk reads.
+``efficientnet_lite0`` normalises its input itself. Unreadable files and posters over
+:data:`MAX_PIXELS` are skipped (the next file of the class's fixed draw stands in). Images
+are decoded once per setting and kept in memory, so epochs and seeds cost no disk reads.
 """
 
 from __future__ import annotations
 
 import functools
 import random
+import warnings
 from pathlib import Path
-from typing import List, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 from torch.utils.data import TensorDataset
@@ -41,6 +43,8 @@ __all__ = ["CLIPART_ROOT", "discover_classes", "load_clipart", "clipart_benchmar
 #: Where ``apt-get install openclipart-png`` puts the category folders.
 CLIPART_ROOT = "/usr/share/openclipart/png"
 INSTALL_HINT = "apt-get install openclipart-png"
+#: Larger images are skipped (a 4096 x 4096 RGBA image decodes to 64 MB).
+MAX_PIXELS = 4096 * 4096
 #: Fixed, so every class-order seed sees the same images in the same split.
 SPLIT_SEED = 0
 
@@ -77,12 +81,21 @@ def discover_classes(root: Union[str, Path] = CLIPART_ROOT, min_images_per_class
     return sorted((name, len(f)) for name, f in files.items() if len(f) >= min_images_per_class)
 
 
-def _to_rgb_square(path: Path, size: int) -> torch.Tensor:
-    """One PNG as a ``(3, size, size)`` float tensor in ``[0, 1]`` on white."""
+def _to_rgb_square(path: Path, size: int) -> Optional[torch.Tensor]:
+    """One PNG as a ``(3, size, size)`` float tensor in ``[0, 1]`` on white; ``None`` for a
+    file that is not a readable image or is a poster over :data:`MAX_PIXELS` (the package
+    has eleven 10,500 x 16,000 drawings: 0.7 GB each decoded, some over PIL's bomb limit)."""
     from PIL import Image
 
-    with Image.open(path) as img:
-        rgba = img.convert("RGBA")  # palette transparency and LA become an alpha channel
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    return None
+                rgba = img.convert("RGBA")  # palette transparency and LA become an alpha channel
+    except (OSError, Image.DecompressionBombError):
+        return None
     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     rgb = Image.alpha_composite(white, rgba).convert("RGB")
     side = max(rgb.size)
@@ -99,15 +112,21 @@ def _load(root: str, names: Tuple[str, ...], per_class: int, size: int, test_fra
     rng = random.Random(SPLIT_SEED)
     parts = {"train": ([], []), "test": ([], [])}
     for label, name in enumerate(names):
-        chosen = sorted(files[name])
-        rng.shuffle(chosen)  # a fixed draw across the class's folders (themes, regions)
-        chosen = chosen[:per_class]
-        n_test = max(1, round(test_fraction * len(chosen)))
-        for split, group in (("test", chosen[:n_test]), ("train", chosen[n_test:])):
-            for path in group:
-                parts[split][0].append(_to_rgb_square(path, size))
-                parts[split][1].append(label)
-    return tuple((torch.stack(x), torch.tensor(y)) for x, y in (parts["train"], parts["test"]))
+        candidates = sorted(files[name])
+        rng.shuffle(candidates)  # a fixed draw across the class's folders (themes, regions)
+        images = []
+        for path in candidates:  # the next file stands in for an unreadable one
+            if len(images) == per_class:
+                break
+            image = _to_rgb_square(path, size)
+            if image is not None:
+                images.append(image)
+        n_test = max(1, round(test_fraction * len(images)))
+        for split, group in (("test", images[:n_test]), ("train", images[n_test:])):
+            parts[split][0].extend(group)
+            parts[split][1].extend([label] * len(group))
+    return tuple((torch.stack(x) if x else torch.empty(0, 3, size, size), torch.tensor(y, dtype=torch.long))
+                 for x, y in (parts["train"], parts["test"]))
 
 
 def load_clipart(
