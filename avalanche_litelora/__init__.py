@@ -1,6 +1,7 @@
 """avalanche-litelora: gated, prunable LoRA adapter banks for continual learning in Avalanche."""
 
 from avalanche_litelora.config import (
+    HeadOnlyConfig,
     LiteLoRAConfig,
     LoRABankConfig,
     PerTaskLoRAConfig,
@@ -26,6 +27,7 @@ from avalanche_litelora.metrics import (
 from avalanche_litelora.models import LoRAClassifier
 from avalanche_litelora.share import MergeReport, ShareClassifier, ShareLinear
 from avalanche_litelora.training import (
+    HeadOnlyStrategy,
     LiteLoRAStrategy,
     PerTaskLoRAStrategy,
     SequentialLoRAStrategy,
@@ -47,6 +49,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     # settings
+    "HeadOnlyConfig",
     "LiteLoRAConfig",
     "LoRABankConfig",
     "PerTaskLoRAConfig",
@@ -54,6 +57,7 @@ __all__ = [
     "ShareConfig",
     "TaskRoutedLoRAConfig",
     # strategies
+    "HeadOnlyStrategy",
     "LiteLoRAStrategy",
     "PerTaskLoRAStrategy",
     "SequentialLoRAStrategy",

@@ -113,6 +113,16 @@ class LoRABankConfig(_Checked):
 
 
 @dataclass
+class HeadOnlyConfig(LoRABankConfig):
+    """The head-only control: the bank's model, head and loss, but no adapter is ever opened.
+
+    ``rank`` and ``target_modules`` only say where the (always empty) adapter slots are; the
+    backbone stays exactly the pretrained one, so the control measures what the head alone
+    learns on frozen features with the same budget as the adapter methods.
+    """
+
+
+@dataclass
 class SequentialLoRAConfig(LoRABankConfig):
     """One adapter fine-tuned through the whole stream."""
 

@@ -16,6 +16,7 @@ from avalanche.training import EWC, JointTraining, LwF, Naive, Replay
 from torch.nn import CrossEntropyLoss
 
 from avalanche_litelora.training import (
+    HeadOnlyStrategy,
     LiteLoRAStrategy,
     PerTaskLoRAStrategy,
     SequentialLoRAStrategy,
@@ -33,6 +34,7 @@ LORA_STRATEGIES = {
     "litelora": LiteLoRAStrategy,
     "litelora_replay": LiteLoRAStrategy,
     "per_task_lora": PerTaskLoRAStrategy,
+    "head_only": HeadOnlyStrategy,
     "task_routed_lora": TaskRoutedLoRAStrategy,
     "sequential_lora": SequentialLoRAStrategy,
     "share": ShareStrategy,

@@ -1,6 +1,7 @@
 """Strategies and plugins."""
 
 from avalanche_litelora.training.strategies import (
+    HeadOnlyStrategy,
     LiteLoRAStrategy,
     PerTaskLoRAStrategy,
     SequentialLoRAStrategy,
@@ -8,5 +9,5 @@ from avalanche_litelora.training.strategies import (
 )
 from avalanche_litelora.training.share_strategy import ShareStrategy
 
-__all__ = ["LiteLoRAStrategy", "PerTaskLoRAStrategy", "SequentialLoRAStrategy", "ShareStrategy",
+__all__ = ["HeadOnlyStrategy", "LiteLoRAStrategy", "PerTaskLoRAStrategy", "SequentialLoRAStrategy", "ShareStrategy",
            "TaskRoutedLoRAStrategy"]

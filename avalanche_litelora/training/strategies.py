@@ -11,6 +11,7 @@ from typing import List
 from avalanche.core import BasePlugin
 
 from avalanche_litelora.config import (
+    HeadOnlyConfig,
     LiteLoRAConfig,
     LoRABankConfig,
     PerTaskLoRAConfig,
@@ -118,6 +119,22 @@ class PerTaskLoRAStrategy(_LoRABankStrategy):
 
     def _bank_plugins(self, config: PerTaskLoRAConfig) -> List[BasePlugin]:
         return [bank.OpenCandidatePlugin(train_past_magnitudes=config.train_past_magnitudes), bank.FreezeBankPlugin()]
+
+
+@accepts_config_keywords
+class HeadOnlyStrategy(_LoRABankStrategy):
+    """The control every adapter table needs: a frozen backbone and the same head, loss and
+    budget as the bank strategies, with no adapter at all.
+
+    A stream where this matches :class:`PerTaskLoRAStrategy` cannot test an adapter method:
+    the head alone learns it, and any gate decision there is noise. Settings:
+    :class:`~avalanche_litelora.config.HeadOnlyConfig`.
+    """
+
+    config_class = HeadOnlyConfig
+
+    def _bank_plugins(self, config: HeadOnlyConfig) -> List[BasePlugin]:
+        return [bank.FreezeBankPlugin()]  # no candidate: it only hands the head back to train
 
 
 @accepts_config_keywords
