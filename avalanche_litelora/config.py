@@ -14,8 +14,9 @@ from dataclasses import MISSING, dataclass, fields
 from typing import Any, Dict, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 from avalanche_litelora import checks
-from avalanche_litelora.lora.gate import GATE_NOISES, check_init_logit
+from avalanche_litelora.lora.gate import GATE_NOISES, GATE_SAMPLINGS, LAMBDA_RULES, check_init_logit
 from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
+from avalanche_litelora.models.phases import BOUNDARIES, MAGNITUDE_SCOPES
 from avalanche_litelora.share.basis import validate_basis_choice
 from avalanche_litelora.share.model import UNKNOWN_TASK_CHOICES
 
@@ -133,13 +134,25 @@ class PerTaskLoRAConfig(LoRABankConfig):
 
     :param train_past_magnitudes: SD-LoRA's choice (True) trains earlier adapters'
         magnitudes with each new experience; False freezes them with their adapter.
+    :param magnitude_scope: ``"per_adapter"``: one SD-LoRA magnitude per adapter, shared by
+        every layer and slice (the reference code's and SD-LoRA's); ``"per_layer"``: one
+        per layer and output slice.
+    :param boundary: ``"rescale"``: a finished adapter is normalised keeping its magnitude
+        and the first magnitude does not train in the first experience (the reference
+        code's); ``"preserve"``: the norms are folded in, nothing changes at the boundary.
     """
 
+    model_fields = LoRABankConfig.model_fields + ("magnitude_scope", "boundary")
+
     train_past_magnitudes: bool = True
+    magnitude_scope: str = "per_layer"
+    boundary: str = "preserve"
 
     def __post_init__(self):
         super().__post_init__()
         self._flag("train_past_magnitudes")
+        self._choice("magnitude_scope", MAGNITUDE_SCOPES)
+        self._choice("boundary", BOUNDARIES)
 
 
 @dataclass
@@ -159,9 +172,11 @@ class TaskRoutedLoRAConfig(LoRABankConfig):
 class LiteLoRAConfig(PerTaskLoRAConfig):
     """LiteLoRA: per-task LoRA whose candidate must earn its place in a selection phase.
 
-    :param lambda_sparsity: weight of the L1 penalty on the candidate's gate, in nats of
-        cross-entropy per sample: roughly, a candidate is kept when it lowers the mean
-        loss of the experience by more than this (see the README for the scale).
+    :param lambda_sparsity: weight of the L1 penalty on the candidate's gate. Under
+        ``lambda_rule="relative"`` a fraction of the experience's own loss with the
+        candidate closed: roughly, a candidate is kept when it removes more than this share
+        of that loss. Under ``"absolute"`` in nats per sample (the reference code's).
+    :param lambda_rule: ``"relative"`` or ``"absolute"`` (see ``lambda_sparsity``).
     :param selection_epochs: passes over the experience's minibatches in the selection phase.
     :param min_selection_steps: the phase makes at least this many logit updates, cycling
         the data, so a small experience reaches a decision as a large one does.
@@ -170,16 +185,20 @@ class LiteLoRAConfig(PerTaskLoRAConfig):
         during selection (default: uncut).
     :param gate_noise: ``"gumbel"`` (the reference code's, biased towards open) or
         ``"logistic"`` (the binary-concrete relaxation, symmetric).
+    :param gate_sampling: ``"per_call"``: a fresh gate sample at every gated layer call, the
+        L1 term their mean (the reference code's); ``"per_forward"``: one per forward pass.
     :param refit_steps: head refit minibatches after a pruning (0 disables).
     :param refit_lr: SGD learning rate of that refit.
     """
 
     lambda_sparsity: float = 0.03
+    lambda_rule: str = "absolute"
     selection_epochs: int = 1
     min_selection_steps: int = 100
     selection_lr: float = 0.05
     selection_mb_size: Optional[int] = None
     gate_noise: str = "gumbel"
+    gate_sampling: str = "per_forward"
     refit_steps: int = 50
     refit_lr: float = 0.01
 
@@ -197,6 +216,8 @@ class LiteLoRAConfig(PerTaskLoRAConfig):
         if self.selection_mb_size is not None:
             self._count("selection_mb_size", 1)
         self._choice("gate_noise", GATE_NOISES)
+        self._choice("gate_sampling", GATE_SAMPLINGS)
+        self._choice("lambda_rule", LAMBDA_RULES)
         self._count("refit_steps", 0)
         self._real("refit_lr", positive=True)
 

@@ -40,7 +40,7 @@ from avalanche_litelora.data import redundancy_of
 from avalanche_litelora.training.masking import ClassRestrictedLoss, restrict_per_sample
 from avalanche_litelora.models.access import lora_model
 from benchmarks.methods import Budget, build_strategy
-from benchmarks.redundancy import candidate_benefit
+from avalanche_litelora.training.plugins.candidate_losses import candidate_losses
 from benchmarks.streams import build_stream, get_stream
 
 COLUMNS = (
@@ -59,7 +59,7 @@ def closed_vs_open(strategy, model, dataset, batch_size: int = 256) -> Dict[str,
 
     Evaluation mode (no gate noise: the gate is ``1[l > 0]``), the logit set to -1 / +1 and
     restored afterwards, data read in order under a forked generator (the run is the same with
-    or without this measurement), exactly as :func:`benchmarks.redundancy.candidate_benefit`.
+    or without this measurement), exactly as :func:`avalanche_litelora.training.plugins.candidate_losses.candidate_losses`.
     """
     logit, was_training = model.gate.logits[model.candidate], model.training
     saved = logit.detach().clone()
@@ -124,7 +124,7 @@ class HeldOutBenefitProbe(SupervisedPlugin):
             "benefit_test_nats": test["loss_closed"] - test["loss_open"],
             "se_train_nats": train["se"], "se_heldout_nats": held["se"], "se_test_nats": test["se"],
             # the harness's own probe on the same candidate, as a cross-check of (a)
-            "probe_benefit_train_nats": candidate_benefit(strategy, model),
+            "probe_benefit_train_nats": candidate_losses(strategy, model)["benefit_nats"],
             "acc_closed_heldout": held["acc_closed"], "acc_open_heldout": held["acc_open"],
             "acc_delta_heldout": held["acc_open"] - held["acc_closed"],
             "racc_closed_heldout": held["racc_closed"], "racc_open_heldout": held["racc_open"],
@@ -203,7 +203,7 @@ def markdown(rows, meta) -> str:
         "measured when its selection phase starts (evaluation mode, gates deterministic), with "
         "the strategy's training criterion (class stream: restricted to the experience's two "
         "classes; domain stream: all ten classes are current, so plain cross-entropy). "
-        "`probe train` is `benchmarks.redundancy.candidate_benefit` on the same candidate (a "
+        "`probe train` is `avalanche_litelora.training.plugins.candidate_losses.candidate_losses` on the same candidate (a "
         "cross-check of the `train` column). ± is the standard error of the mean over the set's "
         "samples (per-sample closed-minus-open differences; data noise only, not seed noise). Held-out accuracy: argmax over the whole head (as "
         "the test stream is scored), and argmax over the classes the criterion lets compete "

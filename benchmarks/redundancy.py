@@ -13,11 +13,10 @@ from typing import Any, Dict, List, Sequence
 
 import torch
 from avalanche.core import SupervisedPlugin
-from avalanche.models.utils import avalanche_forward
-from torch.utils.data import DataLoader
 
 from avalanche_litelora.analysis import analyse_model
 from avalanche_litelora.models.access import lora_model
+from avalanche_litelora.training.plugins.candidate_losses import candidate_losses
 
 
 class CandidateRedundancyProbe(SupervisedPlugin):
@@ -45,7 +44,7 @@ class CandidateRedundancyProbe(SupervisedPlugin):
             "candidate": model.candidate,
             "captured": float(report.captured[i]),
             "max_overlap": float(report.overlap[i, :i].nan_to_num(0.0).max()),
-            "benefit_nats": candidate_benefit(strategy, model),
+            **candidate_losses(strategy, model),
         })
 
     def after_training_iteration(self, strategy, **kwargs):
@@ -64,43 +63,6 @@ class CandidateRedundancyProbe(SupervisedPlugin):
         """The records, each marked kept or pruned by the end of the run."""
         pruned = set(lora_model(strategy).pruned_adapters)
         return [dict(r, pruned=r["candidate"] in pruned) for r in self.records]
-
-
-@torch.no_grad()
-def candidate_benefit(strategy, model, max_samples: int = 1024) -> float:
-    """How much the open candidate lowers the selection loss, in nats per sample.
-
-    The strategy's training criterion (current classes only, class-incremental) on up to
-    ``max_samples`` of the experience's training data, in evaluation mode, with the
-    candidate's gate closed minus open: the quantity lambda is weighed against. Reads the
-    data in order under a forked generator, so a run is the same with or without the probe.
-    """
-    name, was_training = model.candidate, model.training
-    logit = model.gate.logits[name]
-    saved = logit.detach().clone()
-    model.eval()
-    with torch.random.fork_rng(devices=[]):  # a DataLoader draws its base seed from the global generator
-        try:
-            closed_minus_open, seen = _closed_minus_open(strategy, logit, max_samples)
-        finally:
-            logit.data.copy_(saved)
-            model.train(was_training)
-    return closed_minus_open / max(seen, 1)
-
-
-def _closed_minus_open(strategy, logit, max_samples: int):
-    closed_minus_open, seen = 0.0, 0
-    for batch in DataLoader(strategy.experience.dataset, batch_size=256):
-        x, y, t = (v.to(strategy.device) for v in (batch[0], batch[1], batch[-1]))
-        losses = []
-        for value in (-1.0, 1.0):  # closed, open: the gate reads the logit's sign
-            logit.data.fill_(value)
-            losses.append(float(strategy._criterion(avalanche_forward(strategy.model, x, t), y)))
-        closed_minus_open += (losses[0] - losses[1]) * len(y)
-        seen += len(y)
-        if seen >= max_samples:
-            break
-    return closed_minus_open, seen
 
 
 def bank_summary(model) -> Dict[str, float]:

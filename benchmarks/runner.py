@@ -34,7 +34,7 @@ from benchmarks.streams import StreamSpec
 #: Columns of results.csv, in order.
 COLUMNS = [
     "stream", "strategy", "seed", "lambda_sparsity", "backbone", "scenario", "experiences",
-    "epochs", "train_per_experience", "avg_anytime_acc", "final_acc", "forgetting", "bwt",
+    "epochs", "train_per_experience", "avg_anytime_acc", "final_acc", "just_trained_acc", "forgetting", "bwt",
     "active_adapters", "pruned_adapters", "adapter_params", "adapter_bytes", "train_time_s",
     "train_step_ms", "peak_mem_mb", "infer_bare_sps", "infer_unmerged_sps", "infer_merged_sps",
     *ground_truth.COLUMNS, "notes",
@@ -193,11 +193,11 @@ def train_and_measure(
     labels = ground_truth.labels_of(benchmark.train_stream)
     pruned = list(getattr(_bank_model(strategy), "pruned_adapters", [])) if _bank_model(strategy) is not None \
         and hasattr(_bank_model(strategy), "active_adapters") else None
-    row.update(ground_truth.ground_truth_columns(labels, pruned))
+    row.update(ground_truth.ground_truth_columns(labels, pruned, matrix if len(matrix) == n else None))
     if labels is not None:
         row["ground_truth"] = [dict(asdict(label), classes=list(label.classes)) for label in labels]
         row["pruned_names"] = pruned or []
-    if is_lora_family(strategy_name) and strategy_name != "share":
+    if is_lora_family(strategy_name) and strategy_name != "share" and _bank_model(strategy).adapter_names:
         row["redundancy"] = bank_summary(_bank_model(strategy))
     if probe is not None:
         row["candidates"] = probe.decisions(strategy)
@@ -225,9 +225,12 @@ def _method_lambda(strategy_name: str):
 def _summaries(matrix: List[List[float]]) -> Dict[str, float]:
     if len(matrix) == 1 and len(matrix[0]) > 1:  # joint training: one row after the whole stream
         final = sum(matrix[0]) / len(matrix[0])
-        return {"avg_anytime_acc": final, "final_acc": final, "forgetting": 0.0, "bwt": 0.0}
+        return {"avg_anytime_acc": final, "final_acc": final, "just_trained_acc": "", "forgetting": 0.0,
+                "bwt": 0.0}
     return {
         "avg_anytime_acc": average_anytime_accuracy(matrix),
+        # each experience right after it trained: what the adapters add where they are trained
+        "just_trained_acc": sum(matrix[i][i] for i in range(len(matrix))) / len(matrix),
         "final_acc": final_accuracy(matrix),
         "forgetting": average_forgetting(matrix),
         "bwt": backward_transfer(matrix),

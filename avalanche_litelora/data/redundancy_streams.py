@@ -67,6 +67,12 @@ SCHEDULES: Dict[str, str] = {
     # (first half 6 novel / 6 redundant, second half 4 / 8); sources 1 to 23 experiences back.
     "long": ("N N N R0 N NR1 N R2 R4 N NR6 R9 "
              "NR0 N R13 R1 N NR9 R6 N NR13 R16 N NR19"),
+    # Repeats right after their source, while the bank still serves it: 4 novel, 4 repeats.
+    "short_immediate": "N R0 N R2 N R4 N R6",
+    # Repeats four experiences after their source: 4 novel, then their 4 repeats.
+    "short_delayed": "N N N N R0 R1 R2 R3",
+    # 24 experiences, each novel one followed by its repeat (domain form: 12 permutations).
+    "long_immediate": " ".join(f"N R{2 * i}" for i in range(12)),
 }
 
 _TOKEN = re.compile(r"^(N|R|NR)(\d*)$")

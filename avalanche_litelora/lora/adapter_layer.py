@@ -92,7 +92,8 @@ class AdapterLayer(nn.Module):
     Adapters live in ``adapters`` (an ``nn.ModuleDict`` keyed by name, each holding
     ``ParameterDict`` s ``A`` and ``B`` keyed by slice). Gate values (one per adapter,
     shared by every layer) are pushed in by the owning model through :attr:`gate_values`
-    before each forward pass; an adapter without one gets :attr:`missing_gate`.
+    before each forward pass; an adapter without one gets :attr:`missing_gate`. A callable
+    value is a gate sampled at every call (``"per_call"``): it gives one value per slice.
     """
 
     #: ``None`` lets :func:`~avalanche_litelora.lora.bank.choose_form` pick per forward pass.
@@ -234,6 +235,8 @@ class AdapterLayer(nn.Module):
         entries, trained = [], []
         for name in self.adapters:
             beta = self._gate(name)
+            if callable(beta):  # a gate sampled at every call, one value per output slice
+                beta = beta(len(self.out_slices))
             if bank.is_closed(beta):
                 continue  # closed gate: skip the work, the update is exactly zero
             entries.append((name, beta))
@@ -241,7 +244,8 @@ class AdapterLayer(nn.Module):
                 trained.append((name, beta))
         if not entries:
             return self.base(x)
-        frozen = [e for e in entries if e not in trained] if trained else entries
+        trained_names = {name for name, _ in trained}
+        frozen = [e for e in entries if e[0] not in trained_names]
         stacked = self._stack(frozen) if frozen else None
         frozen_grad = stacked is not None and torch.is_grad_enabled() and stacked.requires_grad
         if self._form(x, frozen, trained, frozen_grad) == "dense":
@@ -255,11 +259,11 @@ class AdapterLayer(nn.Module):
         if stacked is not None:
             bank.add_lowrank(out, x, stacked, self.base.stride if self.is_conv else None)
         for name, beta in trained:
-            for key, (start, end) in self.out_slices.items():
+            for index, (key, (start, end)) in enumerate(self.out_slices.items()):
                 a, b, scale = self._factors(name, key)
                 update = self._low_rank(x, a, b)
                 target = out[:, start:end] if self.is_conv else out[..., start:end]
-                target += (beta * scale) * update
+                target += (bank.slice_gate(beta, index) * scale) * update
         return out
 
     # -------------------------------------------------------------- merge

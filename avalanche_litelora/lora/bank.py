@@ -82,11 +82,21 @@ def is_closed(beta) -> bool:
 
 
 def as_vector(values: Sequence, like: Tensor) -> Tensor:
-    """Gate values (numbers or 0-d tensors) as one tensor of ``like``'s dtype and device."""
+    """Gate values as one tensor of ``like``'s dtype and device: ``(adapters,)`` for numbers
+    and 0-d tensors, ``(slices, adapters)`` when one holds a value per output slice (a
+    per-call gate sample)."""
     if all(isinstance(v, numbers.Number) for v in values):
         return like.new_tensor([float(v) for v in values])
     items = [v if torch.is_tensor(v) else like.new_tensor(float(v)) for v in values]
+    width = max(v.numel() for v in items)
+    if width > 1:
+        return torch.stack([v.reshape(-1).expand(width) for v in items], dim=1).to(dtype=like.dtype)
     return torch.stack([v.reshape(()) for v in items]).to(dtype=like.dtype)
+
+
+def slice_gate(gate, index: int):
+    """One adapter's gate on output slice ``index``: a per-slice gate's entry, else itself."""
+    return gate[index] if torch.is_tensor(gate) and gate.dim() > 0 else gate
 
 
 def stack_factors(factors: Sequence[Sequence[Tuple[Tensor, Tensor, object]]], gates: Tensor,
@@ -97,8 +107,8 @@ def stack_factors(factors: Sequence[Sequence[Tuple[Tensor, Tensor, object]]], ga
     adapters may differ in rank, scales may be numbers.
     """
     a_rows, bs, scales, ranks = [], [], [], []
-    for per_adapter in factors:
-        for (a, _, scale), gate in zip(per_adapter, gates.unbind(0)):
+    for index, per_adapter in enumerate(factors):
+        for (a, _, scale), gate in zip(per_adapter, (gates[index] if gates.dim() == 2 else gates).unbind(0)):
             a_rows.append(a)
             value = gate * (scale if torch.is_tensor(scale) else like.new_tensor(float(scale)))
             scales.append(value.reshape(1).expand(a.shape[0]))
@@ -137,7 +147,7 @@ def stack_lora_adapters(adapters, keys: Sequence[str], gates: Tensor,
     # An adapter still in training form divides by 1, not by its norm: its B may be zero,
     # and the unused branch of a where() still passes 0 x inf = NaN back to the factors.
     norm = torch.where(normalized, (norm_a * norm_b).clamp_min(torch.finfo(norm_a.dtype).tiny), 1.0)
-    scale = magnitude / norm * gates
+    scale = magnitude / norm * gates  # gates: (adapters,) or (slices, adapters)
     columns = scale.repeat_interleave(rank, dim=1).reshape(-1)
     return StackedBank(a_all, bs, columns, list(slices), [n * rank] * slice_count)
 

@@ -8,6 +8,12 @@ Two noises are offered. ``"gumbel"`` is the reference code's: one Gumbel(0, 1) s
 added to the logit, whose mean (+0.577) biases the sampled gate towards open.
 ``"logistic"`` is the binary-concrete relaxation's ``log u - log(1 - u)``: symmetric, so
 the sampled gate is open with probability ``sigmoid(l)`` exactly.
+
+Two samplings are offered. ``"per_call"`` is the reference code's: a fresh sample at every
+gated call (each output slice of each wrapped layer: 24 on ViT-B's q and v), so during
+selection the candidate is open in some layers and closed in others, and the L1 term is the
+mean of those samples. ``"per_forward"`` draws one sample per forward pass and pushes it to
+every layer: the adapter is all on or all off (same expectation, another gradient signal).
 """
 
 from __future__ import annotations
@@ -21,6 +27,11 @@ from avalanche_litelora.checks import check_choice, check_real
 
 #: The noises the candidate's gate can be sampled with (see the module docstring).
 GATE_NOISES = ("gumbel", "logistic")
+#: How often the candidate's gate is sampled in one forward pass (see the module docstring).
+GATE_SAMPLINGS = ("per_call", "per_forward")
+#: How the selection phase reads ``lambda_sparsity``: a share of the experience's own loss
+#: with the candidate closed, or nats per sample (see ``GateSelectionPlugin``).
+LAMBDA_RULES = ("relative", "absolute")
 
 
 def check_init_logit(name: str, value) -> float:
@@ -56,6 +67,24 @@ def straight_through_gumbel_sigmoid(logit: Tensor, tau: float) -> Tensor:
     return straight_through_gate(logit, tau, "gumbel")
 
 
+class PerCallGate:
+    """The candidate's gate under ``"per_call"`` sampling: each call draws a fresh sample per
+    output slice and records it, so the L1 term can average every sample of the pass."""
+
+    def __init__(self, gate: "AdapterGate", name: str, weight: Optional[Tensor]):
+        self.gate, self.name, self.weight = gate, name, weight
+        self.samples = []
+
+    def __call__(self, slices: int) -> Tensor:
+        logit = self.gate.logits[self.name]
+        sample = straight_through_gate(logit.expand(slices), self.gate.tau, self.gate.noise)
+        self.samples.append(sample)
+        return sample if self.weight is None else sample * self.weight
+
+    def mean(self) -> Optional[Tensor]:
+        return torch.cat(self.samples).mean() if self.samples else None
+
+
 class AdapterGate(nn.Module):
     """Model-level gate values for the adapter bank.
 
@@ -63,10 +92,11 @@ class AdapterGate(nn.Module):
     :data:`GATE_NOISES`), and only while ``selecting`` is on and the module is in training mode.
     """
 
-    def __init__(self, tau: float = 1.0, noise: str = "gumbel"):
+    def __init__(self, tau: float = 1.0, noise: str = "gumbel", sampling: str = "per_forward"):
         super().__init__()
         self.tau = check_real("tau", tau, positive=True)
         self.noise = check_choice("gate noise", noise, GATE_NOISES)
+        self.sampling = check_choice("gate sampling", sampling, GATE_SAMPLINGS)
         self.logits = nn.ParameterDict()
         self.candidate: Optional[str] = None
         self.selecting = False
@@ -95,12 +125,24 @@ class AdapterGate(nn.Module):
         """The test-time gates ``1[l > 0]``, whatever the module's mode (merging uses them)."""
         return {n: (l.detach() > 0).to(l.dtype) for n, l in self.logits.items()}
 
-    def values(self) -> Dict[str, Tensor]:
-        """One gate value per adapter, sampled once per forward pass of the model."""
-        out = self.eval_values()
+    def values(self, weights: Optional[Dict[str, Tensor]] = None) -> Dict[str, object]:
+        """One gate value per adapter; under selection the candidate's is sampled.
+
+        ``"per_forward"``: one sample, here. ``"per_call"``: a :class:`PerCallGate` that
+        samples at every layer call and multiplies its samples by ``weights[candidate]`` (a
+        shared magnitude) itself; call :meth:`finish_forward` after the pass.
+        """
+        out: Dict[str, object] = dict(self.eval_values())
         if self.training and self.selecting and self.candidate in self.logits:
-            out[self.candidate] = straight_through_gate(
-                self.logits[self.candidate], self.tau, self.noise
-            )
+            if self.sampling == "per_call":
+                weight = (weights or {}).get(self.candidate)
+                out[self.candidate] = PerCallGate(self, self.candidate, weight)
+            else:
+                out[self.candidate] = straight_through_gate(self.logits[self.candidate], self.tau, self.noise)
         self.last_candidate_value = out.get(self.candidate) if self.candidate else None
         return out
+
+    def finish_forward(self) -> None:
+        """After a pass under ``"per_call"``: the L1 term's input is the mean of its samples."""
+        if isinstance(self.last_candidate_value, PerCallGate):
+            self.last_candidate_value = self.last_candidate_value.mean()

@@ -30,8 +30,8 @@ class LowRankAdapter(nn.Module):
 
     While it trains (``normalized`` False) its update is ``magnitude * B A``: SD-LoRA
     cannot normalise the new adapter because ``B`` starts at zero. Once frozen it is stored
-    as an SD-LoRA direction ``B A / (||B|| ||A||)`` whose norm is folded into the magnitude,
-    so freezing changes nothing the model computes.
+    as an SD-LoRA direction ``B A / (||B|| ||A||)``, its norm folded into the magnitude or
+    not (see :meth:`to_direction_form`).
     """
 
     def __init__(
@@ -81,13 +81,19 @@ class LowRankAdapter(nn.Module):
         return self.magnitude[key]
 
     @torch.no_grad()
-    def to_direction_form(self) -> None:
-        """Switch to SD-LoRA's direction/magnitude form without changing the update."""
+    def to_direction_form(self, fold_norm: bool = True) -> None:
+        """Switch to SD-LoRA's direction/magnitude form.
+
+        ``fold_norm`` multiplies the norm into the magnitude, so the update does not change;
+        without it the magnitude is kept and the update shrinks or grows by
+        ``1 / (||B|| ||A||)``, as the reference code's reload of a finished adapter does.
+        """
         if self.is_normalized:
             return
-        for key in self.A:
-            norm = self.B[key].norm() * self.A[key].norm()
-            self.magnitude[key].mul_(norm)
+        if fold_norm:
+            for key in self.A:
+                norm = self.B[key].norm() * self.A[key].norm()
+                self.magnitude[key].mul_(norm)
         self.normalized.fill_(True)
 
     def set_requires_grad(self, adapter: bool, magnitude: bool) -> None:

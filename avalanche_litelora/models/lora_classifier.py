@@ -16,13 +16,14 @@ import torch
 from avalanche.models import MultiTaskModule
 from torch import Tensor, nn
 
-from avalanche_litelora.checks import check_flag
-from avalanche_litelora.lora.gate import AdapterGate, check_init_logit
+from avalanche_litelora.checks import check_choice, check_flag
+from avalanche_litelora.lora.gate import AdapterGate, PerCallGate, check_init_logit
 from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
 from avalanche_litelora.lora.adapter_layer import set_trainable
 from avalanche_litelora.lora.layer import LoRALinear
 from avalanche_litelora.models.adapter_model import AdapterModel
-from avalanche_litelora.models.phases import PHASE_TRAINS, Phase
+from avalanche_litelora.models.bank_loading import rebuild_bank_for_loading
+from avalanche_litelora.models.phases import BOUNDARIES, MAGNITUDE_SCOPES, PHASE_TRAINS, Phase
 from avalanche_litelora.models.seeding import (
     check_seed,
     default_seed,
@@ -42,6 +43,8 @@ class LoRAClassifier(AdapterModel):
     :param seed: seeds every adapter and head row the model builds (default: the seed of
         torch's global generator at construction), so neither depends on what else drew
         random numbers meanwhile, evaluation included.
+    :param magnitude_scope: one of :data:`MAGNITUDE_SCOPES`.
+    :param boundary: one of :data:`BOUNDARIES`.
     """
 
     learned_state_name = "adapter bank"
@@ -68,8 +71,12 @@ class LoRAClassifier(AdapterModel):
         tau: float = 1.0,
         initial_out_features: int = 2,
         seed: Optional[int] = None,
+        magnitude_scope: str = "per_layer",
+        boundary: str = "preserve",
     ):
         super().__init__()
+        check_choice("magnitude_scope", magnitude_scope, MAGNITUDE_SCOPES)
+        check_choice("boundary", boundary, BOUNDARIES)
         init_logit = check_init_logit("init_logit", init_logit)
         check_flag("task_incremental", task_incremental)
         if task_incremental != isinstance(self, MultiTaskModule):
@@ -87,6 +94,11 @@ class LoRAClassifier(AdapterModel):
             initial_out_features=initial_out_features, head_seed=derive_seed(self.seed, "head"),
         )
         self.gate = gate
+        self.magnitude_scope = magnitude_scope
+        self.boundary = boundary
+        #: One magnitude per adapter, shared by every layer (``magnitude_scope="per_adapter"``);
+        #: the per-layer magnitudes then stay frozen and only carry folded norms.
+        self.shared_magnitudes = nn.ParameterDict()
         self.rank = rank
         self.init_logit = init_logit
         self.task_incremental = task_incremental
@@ -97,13 +109,20 @@ class LoRAClassifier(AdapterModel):
         self._opened = 0
         #: The :class:`Phase` that last chose what trains.
         self.phase = Phase.TRAIN
-        self.register_load_state_dict_pre_hook(_rebuild_bank_for_loading)
+        self.register_load_state_dict_pre_hook(rebuild_bank_for_loading)
 
     # ------------------------------------------------------------------ forward
     def lora_layers(self) -> Dict[str, LoRALinear]:
         return {n: self.backbone.get_submodule(n) for n in self.lora_layer_names}
 
-    def _push_gate_values(self, values: Dict[str, Tensor]) -> None:
+    def _push_gate_values(self, values: Dict[str, object], detach: bool = False) -> None:
+        """Each adapter's gate times its shared magnitude, if any, into every layer."""
+        if self.shared_magnitudes:
+            values = {
+                n: v if isinstance(v, PerCallGate) or n not in self.shared_magnitudes
+                else v * (self.shared_magnitudes[n].detach() if detach else self.shared_magnitudes[n])
+                for n, v in values.items()
+            }
         for layer in self.lora_layers().values():
             layer.gate_values = values
 
@@ -114,11 +133,13 @@ class LoRAClassifier(AdapterModel):
         autograd graph) left in them would make the model impossible to deep-copy, which
         LwF and GDumb do.
         """
-        self._push_gate_values(self.gate.values())
+        self._push_gate_values(self.gate.values(dict(self.shared_magnitudes.items())))
         try:
-            return self.backbone(x)
+            features = self.backbone(x)
+            self.gate.finish_forward()
+            return features
         finally:
-            self._push_gate_values(self.gate.eval_values())
+            self._push_gate_values(self.gate.eval_values(), detach=True)
 
     def forward(self, x: Tensor, task_labels: Optional[Tensor] = None) -> Tensor:
         """Class-incremental: one head for every sample; ``task_labels`` are ignored."""
@@ -153,6 +174,8 @@ class LoRAClassifier(AdapterModel):
         device = next(iter(self.lora_layers().values())).weight.device
         self.gate.add(name, self.init_logit, device=device)  # beside its adapters
         self.gate.logits[name].requires_grad_(False)
+        if self.magnitude_scope == "per_adapter":
+            self.shared_magnitudes[name] = nn.Parameter(torch.ones((), device=device))
         self.gate.candidate = name
         self._opened += 1
         return name
@@ -163,15 +186,19 @@ class LoRAClassifier(AdapterModel):
         for layer in self.lora_layers().values():
             layer.delete_adapter(name)
         self.gate.remove(name)
+        if name in self.shared_magnitudes:
+            del self.shared_magnitudes[name]
         self.pruned_adapters.append(name)
 
     def freeze(self, name: str) -> None:
         """Turn a trained adapter into a frozen SD-LoRA direction; its logit stops training."""
         for layer in self.lora_layers().values():
             adapter = layer.adapters[name]
-            adapter.to_direction_form()
+            adapter.to_direction_form(fold_norm=self.boundary == "preserve")
             adapter.set_requires_grad(adapter=False, magnitude=False)
         set_trainable([self.gate.logits[name]], False)
+        if name in self.shared_magnitudes:
+            set_trainable([self.shared_magnitudes[name]], False)
         if self.gate.candidate == name:
             self.gate.candidate = None
             self.gate.selecting = False
@@ -184,13 +211,18 @@ class LoRAClassifier(AdapterModel):
         candidate_adapter, candidate_magnitude, candidate_logit, head = PHASE_TRAINS[phase]
         past_magnitudes = self.train_past_magnitudes and phase is Phase.TRAIN
         candidate = self.gate.candidate
+        if self.boundary == "rescale" and self.adapter_names == [candidate]:
+            candidate_magnitude = False  # the reference's alpha_0 does not train in task 0
+        shared = self.magnitude_scope == "per_adapter"
         for layer in self.lora_layers().values():
             for name, adapter in layer.adapters.items():
                 is_candidate = name == candidate
                 adapter.set_requires_grad(
                     adapter=is_candidate and candidate_adapter,
-                    magnitude=candidate_magnitude if is_candidate else past_magnitudes,
+                    magnitude=not shared and (candidate_magnitude if is_candidate else past_magnitudes),
                 )
+        for name, alpha in self.shared_magnitudes.items():
+            set_trainable([alpha], candidate_magnitude if name == candidate else past_magnitudes)
         for name, logit in self.gate.logits.items():
             set_trainable([logit], name == candidate and candidate_logit)
         set_trainable(self.head.parameters(), head)
@@ -210,7 +242,7 @@ class LoRAClassifier(AdapterModel):
         """
         self.gate.selecting = False
         self.gate.last_candidate_value = None  # the last sampled gate holds an autograd graph
-        self._push_gate_values(self.gate.eval_values())
+        self._push_gate_values(self.gate.eval_values(), detach=True)
         self.set_phase(Phase.TRAIN)
 
     def optimizer_group_anchors(self, name: str) -> List[Union[str, int]]:
@@ -225,8 +257,8 @@ class LoRAClassifier(AdapterModel):
             return own + [i for k, i in self.replaced_classifier_ids.items() if k != suffix]
         if ".adapters." in name:
             return [name.split(".adapters.", 1)[0] + ".base.weight"]
-        if name.startswith("gate.logits.") and self.lora_layer_names:
-            adapter = name[len("gate.logits."):]
+        if name.startswith(("gate.logits.", "shared_magnitudes.")) and self.lora_layer_names:
+            adapter = name.rsplit(".", 1)[-1]
             layer = self.lora_layers()[self.lora_layer_names[0]]
             if adapter in layer.adapters:
                 key = next(iter(layer.adapters[adapter].A.keys()))
@@ -237,7 +269,7 @@ class LoRAClassifier(AdapterModel):
     @torch.no_grad()
     def merge(self) -> None:
         """Fold every open adapter into the base weights for inference at the backbone's cost."""
-        self._push_gate_values(self.gate.eval_values())
+        self._push_gate_values(self.gate.eval_values(), detach=True)
         for layer in self.lora_layers().values():
             layer.merge()
 
@@ -258,13 +290,14 @@ class LoRAClassifier(AdapterModel):
 
     def adapter_parameter_count(self) -> int:
         """Numbers stored for the bank: A, B and magnitudes of every layer, plus the logits."""
-        count = sum(l.numel() for l in self.gate.logits.values())
+        count = sum(t.numel() for t in [*self.gate.logits.values(), *self.shared_magnitudes.values()])
         for layer in self.lora_layers().values():
             count += sum(p.numel() for p in layer.adapters.parameters())
         return count
 
     def adapter_parameter_bytes(self) -> int:
-        total = sum(l.numel() * l.element_size() for l in self.gate.logits.values())
+        total = sum(t.numel() * t.element_size()
+                    for t in [*self.gate.logits.values(), *self.shared_magnitudes.values()])
         for layer in self.lora_layers().values():
             total += sum(p.numel() * p.element_size() for p in layer.adapters.parameters())
         return total
@@ -273,17 +306,21 @@ class LoRAClassifier(AdapterModel):
         return {n: float(l.detach()) for n, l in self.gate.logits.items()}
 
     def magnitudes(self) -> Dict[str, Dict[str, float]]:
-        """Per adapter: ``{"<layer>.<slice>": alpha}`` for every wrapped layer."""
+        """Per adapter: ``{"<layer>.<slice>": alpha}`` for every wrapped layer (a shared
+        magnitude times the layer's own)."""
         out: Dict[str, Dict[str, float]] = {n: {} for n in self.adapter_names}
         for layer_name, layer in self.lora_layers().items():
             for name, adapter in layer.adapters.items():
+                shared = float(self.shared_magnitudes[name].detach()) if name in self.shared_magnitudes else 1.0
                 for key, alpha in adapter.magnitude.items():
-                    out[name][f"{layer_name}.{key}"] = float(alpha.detach())
+                    out[name][f"{layer_name}.{key}"] = shared * float(alpha.detach())
         return out
 
     # ------------------------------------------------------------- persistence
     def fingerprint_settings(self) -> Dict[str, object]:
         return {
+            "magnitude_scope": self.magnitude_scope,
+            "boundary": self.boundary,
             "rank": self.rank,
             "init_logit": self.init_logit,
             "task_incremental": self.task_incremental,
@@ -355,32 +392,3 @@ class TaskIncrementalLoRAClassifier(LoRAClassifier, MultiTaskModule):
     def forward_all_tasks(self, x: Tensor) -> Dict[int, Tensor]:
         features = self.features(x)
         return {t: self._head_for(features, t) for t in sorted(self.known_train_tasks_labels)}
-
-
-def _rebuild_bank_for_loading(module: LoRAClassifier, state_dict, prefix, *args) -> None:
-    """Recreate the adapters, logits and head sizes a state dict holds, so it loads as is.
-
-    Only a dict saved from a LoRAClassifier (it carries the bank's extra state) rebuilds the
-    bank; a partial dict (say, a head alone) leaves the adapters as they are.
-    """
-    module._regrow_head_for_loading(state_dict, prefix)
-    if prefix + "_extra_state" not in state_dict:
-        return
-    gate_prefix = prefix + "gate.logits."
-    names = [k[len(gate_prefix):] for k in state_dict if k.startswith(gate_prefix)]
-    names.sort(key=lambda n: int(n.rsplit("_", 1)[-1]) if n.rsplit("_", 1)[-1].isdigit() else 0)
-    module.unmerge()
-    for name in [n for n in module.adapter_names if n not in names]:
-        module.prune(name)
-        module.pruned_adapters.remove(name)
-    for name in names:
-        if name in module.gate.logits:
-            continue
-        module._add_adapter_everywhere(name)  # the values are loaded next
-        module.gate.add(name, module.init_logit)
-    candidate = state_dict[prefix + "_extra_state"].get("candidate")
-    for name in names:
-        if name != candidate:  # finished adapters load frozen, as they were saved
-            for layer in module.lora_layers().values():
-                layer.adapters[name].set_requires_grad(adapter=False, magnitude=False)
-            module.gate.logits[name].requires_grad_(False)

@@ -20,3 +20,13 @@ PHASE_TRAINS = {
     Phase.SELECTION: (False, False, True, False),
     Phase.HEAD_REFIT: (False, False, False, True),
 }
+
+
+#: Where an adapter's SD-LoRA magnitude lives: one scalar shared by every layer and slice
+#: (the reference code's and SD-LoRA's), or one per layer and output slice.
+MAGNITUDE_SCOPES = ("per_adapter", "per_layer")
+#: What freezing a finished adapter does to its output: ``"rescale"`` normalises it and
+#: keeps its magnitude (the output changes by ``1/(||B|| ||A||)``; the first adapter's
+#: magnitude does not train during the first experience), as the reference code does;
+#: ``"preserve"`` folds the norms into the per-layer magnitudes, so nothing changes.
+BOUNDARIES = ("rescale", "preserve")

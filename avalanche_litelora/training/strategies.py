@@ -96,6 +96,8 @@ class LiteLoRAStrategy(_LoRABankStrategy):
             selection_mb_size=config.selection_mb_size,
             min_selection_steps=config.min_selection_steps,
             gate_noise=config.gate_noise,
+            gate_sampling=config.gate_sampling,
+            lambda_rule=config.lambda_rule,
         )
         warn_if_gate_cannot_decide(config.init_logit, selection)
         return [

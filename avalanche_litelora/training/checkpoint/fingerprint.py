@@ -80,10 +80,43 @@ RENAMED_CLASSES = {
 ADDED_KEYS = ("config",)
 
 
+#: Settings added inside a fingerprint section, with the value every checkpoint written
+#: before them implicitly has (the behaviour the code had then). Such a checkpoint is read
+#: with that value, so it resumes into a run with the same behaviour and names the setting
+#: when the run's differs (2026-12-06: the reference code's mechanics became settings).
+ADDED_SETTINGS = {
+    "model_settings": {"magnitude_scope": "per_layer", "boundary": "preserve"},
+    "config": {"magnitude_scope": "per_layer", "boundary": "preserve", "gate_sampling": "per_forward",
+               "lambda_rule": "absolute"},
+}
+
+
+#: Plugin settings added since checkpoints were first written, with their value before.
+ADDED_PLUGIN_SETTINGS = {"gate_sampling": "per_forward", "lambda_rule": "absolute"}
+
+
+def _filled(saved: Mapping, live: Mapping, defaults: Mapping) -> Mapping:
+    return {**saved, **{k: v for k, v in defaults.items() if k in live and k not in saved}}
+
+
+def _with_added_settings(saved: Mapping, live: Mapping) -> Mapping:
+    """``saved`` with each added setting that the live run has and the file lacks, at its old value."""
+    out = dict(saved)
+    for section, defaults in ADDED_SETTINGS.items():
+        if isinstance(out.get(section), Mapping) and isinstance(live.get(section), Mapping):
+            out[section] = _filled(out[section], live[section], defaults)
+    plugins, live_plugins = out.get("plugin_settings"), live.get("plugin_settings")
+    if isinstance(plugins, list) and isinstance(live_plugins, list) and len(plugins) == len(live_plugins):
+        out["plugin_settings"] = [_filled(p, q, ADDED_PLUGIN_SETTINGS) if isinstance(p, Mapping) else p
+                                  for p, q in zip(plugins, live_plugins)]
+    return out
+
+
 def _as_today(saved: Mapping, live: Mapping) -> Tuple[Mapping, Mapping]:
     """Both fingerprints as the current code writes them: renamed classes, missing new keys."""
     if "plugins" in saved:
         saved = {**saved, "plugins": [RENAMED_CLASSES.get(name, name) for name in saved["plugins"]]}
+    saved = _with_added_settings(saved, live)
     missing = [k for k in ADDED_KEYS if k not in saved]
     return saved, {k: v for k, v in live.items() if k not in missing}
 

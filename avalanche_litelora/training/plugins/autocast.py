@@ -11,6 +11,7 @@ is covered too.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Optional, Sequence
 
 import torch
@@ -40,6 +41,13 @@ class AutocastPlugin(SupervisedPlugin, supports_distributed=True):
         self.dtype = dtype
         self.device_types = tuple(device_types)
         self._region: Optional[torch.autocast] = None
+
+    def region(self, strategy):
+        """The autocast region this plugin runs ``strategy``'s forward passes in (a null
+        context on other devices): for passes the strategy makes outside its loop."""
+        if strategy.device.type in self.device_types:
+            return torch.autocast(device_type=strategy.device.type, dtype=self.dtype)
+        return contextlib.nullcontext()
 
     def _enter(self, strategy) -> None:
         self._leave()  # a forward pass that raised left its region open

@@ -14,7 +14,8 @@ from avalanche.training.utils import _at_task_boundary
 
 from avalanche_litelora.checks import check_choice, check_count, check_real
 from avalanche_litelora.lora.adapter_layer import set_trainable
-from avalanche_litelora.lora.gate import GATE_NOISES
+from avalanche_litelora.lora.gate import GATE_NOISES, GATE_SAMPLINGS, LAMBDA_RULES
+from avalanche_litelora.training.plugins.candidate_losses import DecisionWatch, candidate_losses
 from avalanche_litelora.training.compatibility import runs_during_selection
 from avalanche_litelora.training.distributed import wrap_for_training
 from avalanche_litelora.models.phases import Phase
@@ -74,16 +75,20 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
     one extra pass of Avalanche's own ``training_epoch``: every plugin's per-iteration
     callbacks run (the current-classes loss, a rehearsal buffer's samples, the non-finite
     guard), early stopping cannot skip it, and ``train_epochs`` keeps its Avalanche meaning.
-    The loss is cross-entropy + ``lambda_sparsity`` * L1(beta), beta being the candidate's
-    straight-through noisy gate (the same value in every wrapped layer). It has its own AdamW
+    The loss is cross-entropy + lambda * L1(beta), beta being the candidate's
+    straight-through noisy gate (``gate_sampling``: one sample per layer call, the L1 term
+    their mean, or one per forward pass). lambda is ``lambda_sparsity`` times the
+    experience's own loss with the candidate closed (``lambda_rule="relative"``), or
+    ``lambda_sparsity`` nats (``"absolute"``). It has its own AdamW
     (``selection_lr``); the strategy's minibatches are cut into ``selection_mb_size`` chunks
     and cycled for ``max(min_selection_steps, selection_epochs * chunks per epoch)`` steps, so a small
     experience gets as many chances to move the logit across zero as a large one.
     The first adapter of the bank has nothing to be compared with and skips the phase.
 
-    :param lambda_sparsity: in nats of cross-entropy per sample: a candidate whose gate
-        lowers the mean loss by less than about ``lambda_sparsity`` is closed.
+    :param lambda_sparsity: a candidate whose gate lowers the mean loss by less than about
+        lambda is closed: a share of the loss without it, or nats (``lambda_rule``).
     :param gate_noise: ``"gumbel"`` (the reference code) or ``"logistic"`` (binary concrete).
+    :param gate_sampling: ``"per_call"`` (the reference code) or ``"per_forward"``.
     """
 
     def __init__(
@@ -94,9 +99,13 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
         selection_mb_size: Optional[int] = None,
         min_selection_steps: int = 100,
         gate_noise: str = "gumbel",
+        gate_sampling: str = "per_forward",
+        lambda_rule: str = "absolute",
     ):
         super().__init__()
         self.lambda_sparsity = check_real("lambda_sparsity", lambda_sparsity, at_least_zero=True)
+        self.lambda_rule = check_choice("lambda_rule", lambda_rule, LAMBDA_RULES)
+        self.gate_sampling = check_choice("gate_sampling", gate_sampling, GATE_SAMPLINGS)
         self.selection_epochs = check_count("selection_epochs", selection_epochs, 0)
         self.selection_lr = check_real("selection_lr", selection_lr, positive=True)
         if selection_mb_size is not None:
@@ -109,26 +118,42 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
         if self.lambda_sparsity == 0:
             warnings.warn(
                 "lambda_sparsity=0: the selection phase has no sparsity term, so a candidate is "
-                "pruned only if opening it raises the training loss (candidates on the shipped "
-                "ViT are worth -0.006 to +0.019 nats, BENCHMARKS.md), and the gate keeps almost "
-                "every one. Set the benefit a candidate must bring, in nats per sample (e.g. "
-                "0.003 to 0.1), or use PerTaskLoRAStrategy to keep every adapter",
+                "pruned only if opening it raises the training loss, and the gate keeps almost "
+                "every candidate that brings any benefit at all. Set the share of the "
+                "experience's loss a candidate must remove (lambda_rule='relative', e.g. 0.1 to "
+                "0.5), or use PerTaskLoRAStrategy to keep every adapter",
                 InertSelectionWarning,
                 stacklevel=2,
             )
+        self._last_lambda: Optional[float] = None
+        #: Per judged candidate: its losses closed and open, lambda and decision.
+        self.watch = DecisionWatch()
         self.selecting = False
         self._last_steps = 0
         self._saved = None
+
+    @property
+    def last_lambda(self) -> Optional[float]:
+        """The lambda of the last selection phase, in nats (after ``lambda_rule``)."""
+        return self._last_lambda
 
     @property
     def last_steps(self) -> int:
         """Steps of the last selection phase (0 when the experience had no candidate to judge)."""
         return self._last_steps
 
-    def selection_steps(self, n_minibatches: int, train_mb_size: int) -> int:
-        """How many logit updates one phase makes, for a loader of ``n_minibatches``."""
+    def selection_steps(self, n_minibatches: int, train_mb_size: int, n_samples: Optional[int] = None) -> int:
+        """How many logit updates one phase makes, for a loader of ``n_minibatches``.
+
+        Given the experience's ``n_samples``, a partial last minibatch counts the chunks it
+        really holds (the reference's count: one step per ``selection_mb_size`` samples).
+        """
         chunks = math.ceil(train_mb_size / self.selection_mb_size) if self.selection_mb_size else 1
-        return max(self.min_selection_steps, self.selection_epochs * n_minibatches * chunks)
+        per_epoch = n_minibatches * chunks
+        if n_samples is not None and self.selection_mb_size and n_minibatches == math.ceil(n_samples / train_mb_size):
+            last = n_samples - (n_minibatches - 1) * train_mb_size
+            per_epoch = (n_minibatches - 1) * chunks + math.ceil(last / self.selection_mb_size)
+        return max(self.min_selection_steps, self.selection_epochs * per_epoch)
 
     def warn_if_short(self, steps: int, logit: float) -> None:
         reach = steps * self.selection_lr
@@ -173,10 +198,15 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
         model = lora_model(strategy)
         model.set_phase(Phase.SELECTION)
         model.gate.noise = self.gate_noise
+        model.gate.sampling = self.gate_sampling
+        losses = candidate_losses(strategy, model)
+        self._last_lambda = self.lambda_sparsity * (losses["loss_closed"] if self.lambda_rule == "relative" else 1.0)
+        self.watch.judging(model.candidate, losses, self._last_lambda)
         model.gate.selecting = True
         model.train()
         logit = model.gate.logits[model.candidate]
-        steps = self.selection_steps(len(strategy.dataloader), strategy.train_mb_size)
+        steps = self.selection_steps(len(strategy.dataloader), strategy.train_mb_size,
+                                     _length(strategy.adapted_dataset))
         self.warn_if_short(steps, float(logit.detach()))
         self._warn_if_lambda_decides_alone(strategy)
         self._saved = (strategy.optimizer, strategy.dataloader, strategy._stop_training)
@@ -190,9 +220,9 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
         self.selecting = True
 
     def before_backward(self, strategy, **kwargs):
-        if self.selecting and self.lambda_sparsity > 0:
+        if self.selecting and self._last_lambda:
             beta = lora_model(strategy).gate.last_candidate_value
-            strategy.loss = strategy.loss + self.lambda_sparsity * beta.abs()
+            strategy.loss = strategy.loss + self._last_lambda * beta.abs()
 
     def abort_experience(self, strategy) -> None:
         """Give the strategy back its optimizer and loader (also on a failed experience)."""
@@ -205,4 +235,18 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
         model.gate.selecting = False
         if model.candidate is not None:
             set_trainable([model.gate.logits[model.candidate]], False)
+            self.watch.decided(model.candidate, model.gate.is_open(model.candidate))
         self.selecting = False
+
+    def checkpoint_state(self) -> dict:
+        return {"watch": self.watch.state()}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self.watch.load(state.get("watch", []))
+
+
+def _length(dataset) -> Optional[int]:
+    try:
+        return len(dataset)
+    except TypeError:
+        return None
