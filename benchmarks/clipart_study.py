@@ -72,7 +72,8 @@ def run(args: argparse.Namespace, name: str) -> Dict[str, Any]:
     settings: Dict[str, Any] = dict(rank=args.rank, target_modules=TARGETS[args.targets])
     plugins = []
     if name == "litelora":
-        settings.update(lambda_sparsity=args.lambda_sparsity, min_selection_steps=args.min_selection_steps,
+        settings.update(lambda_sparsity=args.lambda_sparsity, lambda_rule=args.lambda_rule,
+                        min_selection_steps=args.min_selection_steps,
                         selection_mb_size=args.selection_mb_size)
         plugins.append(CandidateRedundancyProbe())
     strategy = STRATEGIES[name](
@@ -109,6 +110,7 @@ def run(args: argparse.Namespace, name: str) -> Dict[str, Any]:
 
 def label(args: argparse.Namespace, name: str) -> str:
     tail = f"_lam{args.lambda_sparsity:g}_sel{args.min_selection_steps}" if name == "litelora" else ""
+    tail += "_relative" if name == "litelora" and args.lambda_rule == "relative" else ""
     return (f"{name}_e{args.epochs}_lr{args.lr:g}_r{args.rank}_{args.targets}_{args.image_size}px"
             f"_{args.images_per_class}img_s{args.seed}{tail}")
 
@@ -121,7 +123,8 @@ def table(rows: List[Dict[str, Any]]) -> str:
     for r in rows:
         s = r["settings"]
         run_name = f"{r['strategy']} (lr {s['lr']:g}, {s['epochs']} ep, rank {s['rank']}, {s['targets']}"
-        run_name += f", λ={s['lambda_sparsity']:g})" if r["strategy"] == "litelora" else ")"
+        rule = " relative" if s.get("lambda_rule") == "relative" else ""
+        run_name += f", λ={s['lambda_sparsity']:g}{rule})" if r["strategy"] == "litelora" else ")"
         kept = "-" if r["strategy"] == "head_only" else str(len(r["adapters"]))
         benefits = ", ".join(f"{c['benefit_nats']:+.3f}{'p' if c['pruned'] else ''}" for c in r.get("candidates", []))
         body += (f"| {run_name} | {s['seed']} | {r['anytime']:.3f} | {r['final']:.3f} | "
@@ -129,6 +132,27 @@ def table(rows: List[Dict[str, Any]]) -> str:
                  f"{kept} | {len(r['pruned'])} | "
                  f"{benefits or '-'} | {r['seconds']:.0f} |\n")
     return head + body
+
+
+def summary(rows: List[Dict[str, Any]]) -> str:
+    """Mean (and spread: min-max) over seeds of every configuration in ``rows``."""
+    groups: Dict[str, List[Dict[str, Any]]] = {}
+    for r in rows:
+        key = table([r]).split("\n")[2].split(" | ")[0]  # the run's name, seed left out
+        groups.setdefault(key, []).append(r)
+    out = ("| run | seeds | anytime acc | final acc | diagonal, mean | within-experience acc | "
+           "adapters kept (of 5) | seconds, mean |\n|---|---|---|---|---|---|---|---|\n")
+
+    def cell(values: List[float]) -> str:
+        return f"{statistics.mean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+    for key, rs in groups.items():
+        kept = "-" if rs[0]["strategy"] == "head_only" else " ".join(str(len(r["adapters"])) for r in rs)
+        out += (f"{key} | {len(rs)} | {cell([r['anytime'] for r in rs])} | {cell([r['final'] for r in rs])} | "
+                f"{cell([statistics.mean(r['diagonal']) for r in rs])} | "
+                f"{cell([statistics.mean(r['within']) for r in rs])} | {kept} | "
+                f"{statistics.mean(r['seconds'] for r in rs):.0f} |\n")
+    return out
 
 
 def main(argv=None) -> None:
@@ -145,6 +169,8 @@ def main(argv=None) -> None:
     p.add_argument("--rank", type=int, default=4)
     p.add_argument("--targets", choices=list(TARGETS), default="pw")
     p.add_argument("--lambda-sparsity", type=float, default=0.03)
+    p.add_argument("--lambda-rule", choices=["absolute", "relative"], default="absolute",
+                   help="absolute: nats per sample (the package's default); relative: a share of the loss")
     p.add_argument("--min-selection-steps", type=int, default=30)
     p.add_argument("--selection-mb-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=1993)
@@ -160,6 +186,7 @@ def main(argv=None) -> None:
               flush=True)
     rows = [json.loads(f.read_text()) for f in sorted(out.glob("*.json"))]
     print(table(rows))
+    print(summary(rows))
 
 
 if __name__ == "__main__":
