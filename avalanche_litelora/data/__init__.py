@@ -4,13 +4,14 @@
 CLI: ``python -m avalanche_litelora.data fetch --root DIR [--dataset mnist|fashion_mnist|all]``.
 """
 
+from .clipart import CLIPART_ROOT, clipart_benchmark
 from .fetch import DatasetUnavailableError, FetchResult, fetch_dataset, verify_dataset
 from .paper import (DomainNet, PaperDatasetError, SplitCIFAR100ViT, SplitCUB200, SplitDomainNet,
                     SplitImageNetA, SplitImageNetR, reference_class_order)
 from .wordnet_topics import SplitWordNetTopics, load_wordnet_topics
 
 __all__ = ["DatasetUnavailableError", "FetchResult", "fetch_dataset", "verify_dataset",
-           "SplitWordNetTopics", "load_wordnet_topics"]
+           "SplitWordNetTopics", "load_wordnet_topics", "CLIPART_ROOT", "clipart_benchmark"]
 
 # ground-truth redundancy streams (novel / repeat / near-repeat experiences)
 from .redundancy_streams import (  # noqa: E402
