@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from benchmarks import figures
 from benchmarks.ground_truth import decision_table
-from benchmarks.methods import load_method_configs, runs_on
+from benchmarks.methods import is_lora_family, load_method_configs, runs_on
 from benchmarks.redundancy import pruning_vs_overlap
 from benchmarks.report import goal_checks, markdown_goals, markdown_tables, write_csv
 from benchmarks.runner import RunSettings, bare_throughput, run_one
@@ -182,7 +182,8 @@ def main(argv=None) -> int:
         if (stream, backbone) not in bare:
             x, t = sample_inputs(benchmark.test_stream, settings.throughput_samples, args.device)
             bare[(stream, backbone)] = bare_throughput(backbone, x, t, settings.eval_mb_size)
-        overrides = {"lambda_sparsity": lam} if lam is not None and strategy.startswith("litelora") else None
+        overrides = dict({"lambda_sparsity": lam} if lam is not None and strategy.startswith("litelora") else {},
+                         **({"lr": spec.lora_lr} if spec.lora_lr and is_lora_family(strategy) else {})) or None
         run_settings = replace(settings, train_per_experience=sizes[0])
         rows.append(run_one(
             spec, benchmark, strategy, seed, run_settings, out / "runs" / stream / f"{strategy}_seed{seed}",

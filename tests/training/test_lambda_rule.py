@@ -7,7 +7,7 @@ from torch import nn
 from avalanche_litelora import GateSelectionPlugin, LiteLoRAStrategy
 from builders import MLP_TARGETS, quiet_evaluator, tiny_mlp
 
-SCALE = 0.01  # regime B: every loss, and so every candidate's benefit, 100x smaller
+SCALE = 100.0  # regime B: every loss, and so every candidate's benefit, 100x larger
 
 
 class ScaledCrossEntropy(nn.CrossEntropyLoss):
@@ -20,7 +20,8 @@ class ScaledCrossEntropy(nn.CrossEntropyLoss):
 
 
 def _run(ci_benchmark, scale: float, **lambda_settings):
-    """LiteLoRA on digits; SGD's rate is divided by ``scale`` so every adapter trains the same."""
+    """LiteLoRA on digits; SGD's rate is divided by ``scale`` so every adapter trains the same
+    (and AdamW's logit steps do not depend on the gradient's scale)."""
     torch.manual_seed(0)
     mlp = tiny_mlp()
     strategy = LiteLoRAStrategy(
@@ -43,8 +44,18 @@ def test_the_relative_rule_decides_alike_on_two_regimes_100x_apart_and_an_absolu
     assert benefits_b == pytest.approx([SCALE * b for b in benefits_a], rel=0.05, abs=1e-5)
     assert pruned_a == pruned_b  # the same candidates, whatever the scale
     assert 0 < len(pruned_a) < 4  # and a real decision: some kept, some pruned
-    # an absolute lambda set between regime A's benefits prunes everything in regime B
+    # an absolute lambda set between regime A's benefits keeps everything in regime B
     lam = sorted(benefits_a)[len(benefits_a) // 2]
     kept_a = 4 - len(_run(ci_benchmark, 1.0, lambda_sparsity=lam, lambda_rule="absolute")[0])
     kept_b = 4 - len(_run(ci_benchmark, SCALE, lambda_sparsity=lam, lambda_rule="absolute")[0])
-    assert kept_a > 0 and kept_b == 0
+    assert kept_a < 4 and kept_b == 4
+
+
+def test_the_relative_rule_has_a_floor_on_the_task_own_scale():
+    from avalanche_litelora.training.plugins.selection import lambda_for
+
+    assert lambda_for(0.4, "relative", 2.0, 10) == pytest.approx(0.8)
+    # a bank whose loss is itself near zero: a share of it would be noise
+    assert lambda_for(0.4, "relative", 0.001, 10) == pytest.approx(0.01 * 2.302585, rel=1e-5)
+    assert lambda_for(0.03, "absolute", 0.001, 10) == 0.03
+    assert lambda_for(0.0, "relative", 0.001, 10) == 0.0  # 0 stays 0 (and is warned)

@@ -22,6 +22,25 @@ from avalanche_litelora.models.phases import Phase
 from avalanche_litelora.models.access import lora_model
 
 
+#: Under the relative rule lambda is never below this share of the chance loss log(classes):
+#: where the bank's loss is itself near zero (a head that fits the experience alone), a share
+#: of it is noise, and a candidate must still be worth something on the task's own scale.
+CHANCE_LOSS_FLOOR = 0.01
+
+
+def lambda_for(lambda_sparsity: float, rule: str, loss_closed: float, n_classes: int) -> float:
+    """The lambda, in nats, the selection phase weighs the candidate's gate with.
+
+    ``"absolute"``: ``lambda_sparsity`` itself. ``"relative"``: ``lambda_sparsity`` times the
+    experience's loss with the candidate closed, and at least :data:`CHANCE_LOSS_FLOOR` of
+    ``log(n_classes)``.
+    """
+    if rule == "absolute":
+        return lambda_sparsity
+    floor = CHANCE_LOSS_FLOOR * math.log(n_classes) if n_classes > 1 and lambda_sparsity > 0 else 0.0
+    return max(lambda_sparsity * loss_closed, floor)
+
+
 class InertSelectionWarning(UserWarning):
     """A setting under which the gate cannot reach, or cannot avoid, a decision."""
 
@@ -207,7 +226,8 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
         model.gate.noise = self.gate_noise
         model.gate.sampling = self.gate_sampling
         losses = candidate_losses(strategy, model)
-        self._last_lambda = self.lambda_sparsity * (losses["loss_closed"] if self.lambda_rule == "relative" else 1.0)
+        classes = getattr(strategy.experience, "classes_in_this_experience", None) or []
+        self._last_lambda = lambda_for(self.lambda_sparsity, self.lambda_rule, losses["loss_closed"], len(classes))
         self.watch.judging(model.candidate, losses, self._last_lambda)
         model.gate.selecting = True
         model.train()
