@@ -201,7 +201,7 @@ def main(argv=None) -> int:
         bare = bare_throughput(BACKBONE, x, t, settings.eval_mb_size)
         for strategy in suite["strategies"]:
             overrides = dict(suite["overrides"].get(strategy, {}))
-            if strategy == "litelora":
+            if strategy == "litelora" and suite.get("lambda_sparsity") is not None:
                 overrides["lambda_sparsity"] = suite["lambda_sparsity"]
             run_start = time.perf_counter()
             rows.append(run_one(spec, benchmark, strategy, seed, replace(settings), out / "runs" / f"{strategy}_seed{seed}",
@@ -225,7 +225,8 @@ def write_report(out: Path, rows, reference, env: Dict[str, str], suite: Dict[st
         f"Text suite `{suite['name']}`: {suite['n_experiences']} experiences, {suite['epochs']} epoch(s) "
         f"each, {suite['train_per_experience']} training / {suite['test_per_experience']} test definitions "
         f"per experience, at most {suite['max_length']} tokens, minibatch {suite['train_mb_size']}; "
-        f"LiteLoRA λ = {suite['lambda_sparsity']:g} (given, not swept).", "",
+        + (f"LiteLoRA λ = {suite['lambda_sparsity']:g} (given, not swept)." if suite.get("lambda_sparsity") is not None
+           else "LiteLoRA λ: its config's default rule (not swept)."), "",
         *(f"- {k}: {v}" for k, v in env.items() if k != "wall_time_min"),
         f"- wall time of the command: {env['wall_time_min']} min"
         + (f" (then {elapsed / 60:.1f} min to resume)" if "resumed" in env else ""), "",
