@@ -53,6 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--strategies", nargs="+", choices=sorted(load_method_configs()))
     parser.add_argument("--seeds", nargs="+", type=int, help="class orders / permutations")
     parser.add_argument("--backbone", help="registry name (default: the stream's, pretrained on the other dataset)")
+    parser.add_argument("--lora-lr", type=float,
+                        help="SGD rate of the LoRA methods and the head-only control (the token read-outs "
+                             "need 0.01: their 1,632-wide head diverges at methods.json's 0.05)")
     parser.add_argument("--epochs", type=int, help="training epochs per experience (LiteLoRA adds its selection)")
     parser.add_argument("--train-per-experience", type=int, help="0: the whole experience")
     parser.add_argument("--test-per-experience", type=int, help="0: the whole experience")
@@ -183,7 +186,8 @@ def main(argv=None) -> int:
             x, t = sample_inputs(benchmark.test_stream, settings.throughput_samples, args.device)
             bare[(stream, backbone)] = bare_throughput(backbone, x, t, settings.eval_mb_size)
         overrides = dict({"lambda_sparsity": lam} if lam is not None and strategy.startswith("litelora") else {},
-                         **({"lr": spec.lora_lr} if spec.lora_lr and is_lora_family(strategy) else {})) or None
+                         **({"lr": args.lora_lr or spec.lora_lr}
+                            if (args.lora_lr or spec.lora_lr) and is_lora_family(strategy) else {})) or None
         run_settings = replace(settings, train_per_experience=sizes[0])
         rows.append(run_one(
             spec, benchmark, strategy, seed, run_settings, out / "runs" / stream / f"{strategy}_seed{seed}",
