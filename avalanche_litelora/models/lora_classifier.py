@@ -71,7 +71,7 @@ class LoRAClassifier(AdapterModel):
         tau: float = 1.0,
         initial_out_features: int = 2,
         seed: Optional[int] = None,
-        magnitude_scope: str = "per_adapter",
+        magnitude_scope: str = "per_layer",
         boundary: str = "rescale",
     ):
         super().__init__()

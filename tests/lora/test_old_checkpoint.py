@@ -89,9 +89,9 @@ def test_an_old_checkpoint_resumes_a_strategy_built_the_same_way():
 
     # written before the reference's mechanics became the default: it resumes into a run with
     # the mechanics it was trained with, and a run with today's defaults is told which differ
-    with pytest.raises(CheckpointError, match=r"magnitude_scope: checkpoint has 'per_layer'"):
+    with pytest.raises(CheckpointError, match=r"boundary: checkpoint has 'preserve'"):
         load_checkpoint(build(), FIXTURES / "checkpoint_main_ee10a4b.pt")
-    strategy = build(magnitude_scope="per_layer", boundary="preserve")
+    strategy = build(boundary="preserve")
     done = load_checkpoint(strategy, FIXTURES / "checkpoint_main_ee10a4b.pt")["experiences_done"]
     assert done == 4
     expected = torch.load(FIXTURES / "checkpoint_main_ee10a4b.expected.pt")

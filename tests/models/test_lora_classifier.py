@@ -38,9 +38,8 @@ def test_open_prune_freeze_lifecycle_and_readouts():
     assert model.adapter_parameter_count() == 0
     a = model.open_candidate()
     per_adapter = model.adapter_parameter_count()
-    # A (4x64) + B (64x4) + a layer magnitude (frozen: it holds folded norms), in two
-    # layers, plus one logit and the adapter's one trained magnitude
-    assert per_adapter == 2 * (4 * 64 + 64 * 4 + 1) + 1 + 1
+    # A (4x64) + B (64x4) + magnitude, in two layers, plus one logit
+    assert per_adapter == 2 * (4 * 64 + 64 * 4 + 1) + 1
     with pytest.raises(RuntimeError):
         model.open_candidate()  # one candidate at a time
     model.freeze(a)
