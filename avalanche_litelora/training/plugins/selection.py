@@ -20,6 +20,7 @@ from avalanche_litelora.training.compatibility import runs_during_selection
 from avalanche_litelora.training.distributed import wrap_for_training
 from avalanche_litelora.models.phases import Phase
 from avalanche_litelora.models.access import lora_model
+from avalanche_litelora.progress import close_phase_bar, open_phase_bar
 
 
 class InertSelectionWarning(UserWarning):
@@ -225,6 +226,7 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
         wrap_for_training(strategy)  # under torchrun, DDP now averages the logit's gradient
         self._last_steps = steps
         self.selecting = True
+        open_phase_bar(strategy, steps, f"LiteLoRA gate selection of {model.candidate}")
 
     def before_backward(self, strategy, **kwargs):
         if self.selecting and self._last_lambda:
@@ -235,6 +237,7 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
         """Give the strategy back its optimizer and loader (also on a failed experience)."""
         if not self.selecting:
             return
+        close_phase_bar(strategy)
         strategy.optimizer, strategy.dataloader, strategy._stop_training = self._saved
         strategy.plugins = self._saved_plugins
         self._saved = None
