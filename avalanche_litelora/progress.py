@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import List, Optional
+from contextlib import contextmanager
+from typing import Iterator, List, Optional
 
 #: Environment variable: ``0``, ``false``, ``no`` or ``off`` silences the package's progress.
 PROGRESS_ENV = "AVALANCHE_LITELORA_PROGRESS"
@@ -29,6 +30,22 @@ def progress_enabled(progress: Optional[bool] = None) -> bool:
     if progress is not None:
         return bool(progress)
     return os.environ.get(PROGRESS_ENV, "1").strip().lower() not in _OFF
+
+
+@contextmanager
+def switched(enabled: bool) -> Iterator[None]:
+    """Within the block, :func:`progress_enabled` answers ``enabled`` wherever it is asked
+    (the variable is set, then put back): a command's ``--no-progress`` reaches the
+    ``train_stream`` calls nested in it."""
+    before = os.environ.get(PROGRESS_ENV)
+    os.environ[PROGRESS_ENV] = "1" if enabled else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(PROGRESS_ENV, None)
+        else:
+            os.environ[PROGRESS_ENV] = before
 
 
 def say(message: str, progress: Optional[bool] = None) -> None:
@@ -137,4 +154,5 @@ __all__ = [
     "open_phase_bar",
     "progress_enabled",
     "say",
+    "switched",
 ]
