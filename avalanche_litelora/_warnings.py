@@ -1,4 +1,5 @@
-"""Third-party warnings that say nothing to the user, filtered where they arise.
+"""Third-party warnings that say nothing to the user, filtered where they arise; the
+package's own, once per run (:class:`OncePerRun`).
 
 ``import avalanche`` imports qpsolvers (for GEM's quadratic program), which warns, at its
 import, that no QP solver is installed: true, and irrelevant to everyone who does not run
@@ -23,4 +24,24 @@ def import_avalanche_quietly() -> None:
         import avalanche  # noqa: F401
 
 
-__all__ = ["NO_QP_SOLVER", "import_avalanche_quietly"]
+class OncePerRun:
+    """Shows each kind of an object's warning once: once per strategy, so once per run.
+
+    Python's default filter shows a warning once per code location *and text*, so a warning
+    whose text carries the experience's numbers (a step count, a loss) came back after every
+    experience. The first one says what is wrong; the object (a plugin) owns one of these.
+    """
+
+    def __init__(self):
+        self._shown = set()
+
+    def warn(self, kind: str, message: str, category: type, stacklevel: int = 1) -> bool:
+        """``warnings.warn`` unless ``kind`` was shown already; ``stacklevel`` as for the caller."""
+        if kind in self._shown:
+            return False
+        self._shown.add(kind)
+        warnings.warn(message, category, stacklevel=stacklevel + 1)
+        return True
+
+
+__all__ = ["NO_QP_SOLVER", "OncePerRun", "import_avalanche_quietly"]
