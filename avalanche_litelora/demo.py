@@ -42,7 +42,7 @@ from avalanche_litelora.metrics import (
     average_forgetting,
     final_accuracy,
 )
-from avalanche_litelora.progress import Countdown, say
+from avalanche_litelora.progress import Countdown, format_duration, say
 from avalanche_litelora.training import LiteLoRAStrategy, PerTaskLoRAStrategy
 
 #: The demo's parts, for its progress lines.
@@ -159,6 +159,7 @@ def main(argv=None) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
                         help="no progress lines on stderr (as AVALANCHE_LITELORA_PROGRESS=0)")
     args = parser.parse_args(argv)
+    started = time.perf_counter()
 
     say(f"[demo] MNIST in {args.data_root}: fetched offline if missing", args.progress)
     fetched = fetch_dataset("mnist", args.data_root)
@@ -192,6 +193,7 @@ def main(argv=None) -> None:
     print_table("SplitMNIST: 5 class-incremental experiences", rows)
     print(f"\nseed {args.seed}, backbone {args.backbone}, {args.epochs} epochs of "
           f"{args.train_per_experience} samples per experience, rank {args.rank}")
+    say(f"[demo] done in {format_duration(time.perf_counter() - started)}", args.progress)
 
 
 if __name__ == "__main__":
