@@ -128,13 +128,17 @@ def interactive_loggers(strategy) -> list:
 def open_phase_bar(strategy, total: int, description: str) -> None:
     """A labelled bar of ``total`` steps on the strategy's ``InteractiveLogger``, for a phase
     Avalanche does not know (its logger would otherwise count the phase's iterations on an
-    unlabelled bar with no total, left open into the next evaluation's).
+    unlabelled bar with no total, left open into the next evaluation's). It uses the
+    logger's own bar (``_pbar``, Avalanche 0.6), so the phase's iterations, which the logger
+    counts, fill it.
 
     With :data:`PROGRESS_ENV` off the bar is drawn nowhere.
     """
     from tqdm import tqdm
 
     for logger in interactive_loggers(strategy):
+        if not (hasattr(logger, "_pbar") and callable(getattr(logger, "_end_progress", None))):
+            continue  # an Avalanche whose logger draws its bars otherwise: left as it is
         logger._end_progress()  # the epochs' bar, if still open
         logger._pbar = tqdm(total=total, desc=description, leave=True, position=0, file=sys.stdout,
                             disable=not progress_enabled())
@@ -143,7 +147,8 @@ def open_phase_bar(strategy, total: int, description: str) -> None:
 def close_phase_bar(strategy) -> None:
     """Close the bar :func:`open_phase_bar` opened (the next phase opens its own)."""
     for logger in interactive_loggers(strategy):
-        logger._end_progress()
+        if callable(getattr(logger, "_end_progress", None)):
+            logger._end_progress()
 
 
 __all__ = [
