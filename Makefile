@@ -7,10 +7,16 @@ export HOME := $(shell [ -w "$$HOME" ] && echo "$$HOME" || mktemp -d)
 
 .PHONY: install demo test test-fast clean
 
+# One line before each step, and pip's own lines (no -q): torch alone is minutes of
+# download on a slow link, and a silent step looks like a hung one.
 $(VENV)/.installed: setup.cfg pyproject.toml
+	@echo "[install 1/3] virtual environment in $(VENV)"
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[test]'
+	@echo "[install 2/3] torch and torchvision (the largest download: minutes on a slow link)"
+	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
+	@echo "[install 3/3] avalanche-litelora and its dependencies (avalanche-lib, timm, ...)"
+	$(PY) -m pip install -e '.[test]'
+	@echo "[install] done: 'make demo' or 'make test' next"
 	touch $@
 
 install: $(VENV)/.installed

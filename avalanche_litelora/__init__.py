@@ -1,5 +1,9 @@
 """avalanche-litelora: gated, prunable LoRA adapter banks for continual learning in Avalanche."""
 
+from avalanche_litelora._warnings import import_avalanche_quietly as _import_avalanche_quietly
+
+_import_avalanche_quietly()  # first, before any module of ours imports avalanche
+
 from avalanche_litelora.config import (
     HeadOnlyConfig,
     LiteLoRAConfig,

@@ -15,14 +15,17 @@ on the shipped ViT (pretrained by this project on Fashion-MNIST, every token rea
    the repeats (BENCHMARKS.md);
 3. Avalanche's SplitMNIST (5 class-incremental experiences).
 
-Fetches MNIST from an offline source if needed and prints one table per stream.
+Fetches MNIST from an offline source if needed and prints one table per stream (stdout).
+While it runs it says, on stderr, which part and which experience it is on, with the time
+left (``--no-progress`` or ``AVALANCHE_LITELORA_PROGRESS=0`` for silence).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from typing import Dict, List
+import warnings
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
@@ -39,10 +42,39 @@ from avalanche_litelora.metrics import (
     average_forgetting,
     final_accuracy,
 )
+from avalanche_litelora.progress import Countdown, format_duration, say
 from avalanche_litelora.training import LiteLoRAStrategy, PerTaskLoRAStrategy
 
+#: The demo's parts, for its progress lines.
+PARTS = 3
 
-def run(strategy_cls, benchmark, args, **method_kwargs):
+
+def quiet_evaluator(**accuracy) -> EvaluationPlugin:
+    """Accuracy metrics and no logger: the demo prints its own tables, so Avalanche's
+    "No loggers specified" warning would only say what the demo chose."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No loggers specified", category=UserWarning)
+        return EvaluationPlugin(accuracy_metrics(**accuracy), loggers=[])
+
+
+def announce(part: int, title: str, progress: Optional[bool] = None) -> None:
+    say(f"[demo] part {part} of {PARTS}: {title}", progress)
+
+
+def train_with_progress(strategy, stream, label: str, progress: Optional[bool] = None, after=None):
+    """``strategy.train`` on each experience, one line as each starts and ends (with the time
+    left); ``after(index)`` runs after each (the demo's evaluation)."""
+    countdown = Countdown(label, "experience", len(stream), progress)
+    for index, experience in enumerate(stream):
+        countdown.start(index, "training" + (", then the gate's selection phase"
+                                             if isinstance(strategy, LiteLoRAStrategy) and index else ""))
+        strategy.train(experience)
+        if after is not None:
+            after(index)
+        countdown.finish(index, "trained" + (" and evaluated" if after is not None else ""))
+
+
+def run(strategy_cls, benchmark, args, label: str = "demo", **method_kwargs):
     """Train through the stream; return the summary row and the strategy (for its decisions)."""
     torch.manual_seed(args.seed)
     backbone = create_backbone(args.backbone)
@@ -53,15 +85,14 @@ def run(strategy_cls, benchmark, args, **method_kwargs):
         train_mb_size=64,
         train_epochs=args.epochs,
         eval_mb_size=512,
-        evaluator=EvaluationPlugin(accuracy_metrics(experience=True), loggers=[]),
+        evaluator=quiet_evaluator(experience=True),
         **method_kwargs,
     )
     n = len(benchmark.train_stream)
     matrix: List[List[float]] = []
     start = time.time()
-    for exp in benchmark.train_stream:
-        strategy.train(exp)
-        matrix.append(accuracy_row(strategy.eval(benchmark.test_stream), n))
+    train_with_progress(strategy, benchmark.train_stream, label, args.progress,
+                        after=lambda _: matrix.append(accuracy_row(strategy.eval(benchmark.test_stream), n)))
     row = {
         "avg anytime acc": average_anytime_accuracy(matrix),
         "final acc": final_accuracy(matrix),
@@ -97,7 +128,8 @@ def print_decisions(benchmark, strategy) -> None:
 NARROW_SCHEDULE, NARROW_FEATURES, NARROW_LAMBDA = "N N R0 R1", 8, 1.0
 
 
-def narrow_bank_run(data_root, lambda_sparsity: float = NARROW_LAMBDA, seed: int = 0, plugins=()):
+def narrow_bank_run(data_root, lambda_sparsity: float = NARROW_LAMBDA, seed: int = 0, plugins=(),
+                    progress: Optional[bool] = None):
     """LiteLoRA on ``N N R0 R1`` over a frozen random ``Linear(784, 8)``: (stream, strategy)."""
     torch.manual_seed(seed)
     stream = known_redundancy_stream(form="domain", schedule=NARROW_SCHEDULE, seed=0, dataset_root=data_root,
@@ -107,9 +139,8 @@ def narrow_bank_run(data_root, lambda_sparsity: float = NARROW_LAMBDA, seed: int
         model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
         feature_dim=NARROW_FEATURES, target_modules=("1",), rank=4, train_mb_size=32, train_epochs=4,
         eval_mb_size=256, lambda_sparsity=lambda_sparsity, selection_mb_size=16, plugins=list(plugins),
-        evaluator=EvaluationPlugin(accuracy_metrics(stream=True), loggers=[]))
-    for exp in stream.train_stream:
-        strategy.train(exp)
+        evaluator=quiet_evaluator(stream=True))
+    train_with_progress(strategy, stream.train_stream, "narrow bank, LiteLoRA", progress)
     return stream, strategy
 
 
@@ -125,35 +156,44 @@ def main(argv=None) -> None:
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=1993)
+    parser.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
+                        help="no progress lines on stderr (as AVALANCHE_LITELORA_PROGRESS=0)")
     args = parser.parse_args(argv)
+    started = time.perf_counter()
 
+    say(f"[demo] MNIST in {args.data_root}: fetched offline if missing", args.progress)
     fetched = fetch_dataset("mnist", args.data_root)
     print(f"MNIST: {fetched.source} ({fetched.raw_dir})")
     lite = dict(lambda_sparsity=args.lambda_sparsity, selection_mb_size=16)
+    lite_name = f"LiteLoRA (lambda={args.lambda_sparsity:g})"
 
+    announce(1, "known redundancy, domain-incremental MNIST (LiteLoRA, then per-task LoRA)", args.progress)
     known = known_redundancy_stream(form="domain", schedule="short", seed=args.seed,
                                     dataset_root=args.data_root,
                                     train_per_experience=args.train_per_experience,
                                     test_per_experience=args.test_per_experience)
-    lite_row, lite_strategy = run(LiteLoRAStrategy, known, args, **lite)
-    rows = {f"LiteLoRA (lambda={args.lambda_sparsity:g})": lite_row,
-            "per-task LoRA": run(PerTaskLoRAStrategy, known, args)[0]}
+    lite_row, lite_strategy = run(LiteLoRAStrategy, known, args, "part 1, LiteLoRA", **lite)
+    rows = {lite_name: lite_row,
+            "per-task LoRA": run(PerTaskLoRAStrategy, known, args, "part 1, per-task LoRA")[0]}
     print_table("Known redundancy: domain-incremental MNIST, 8 experiences, one head", rows)
     print_decisions(known, lite_strategy)
 
-    narrow, narrow_strategy = narrow_bank_run(args.data_root)
+    announce(2, f"the same kind of stream on a narrow bank (frozen Linear(784, {NARROW_FEATURES}))", args.progress)
+    narrow, narrow_strategy = narrow_bank_run(args.data_root, progress=args.progress)
     print(f"\nThe same kind of stream on a narrow bank (frozen Linear(784, {NARROW_FEATURES})), "
           f"LiteLoRA lambda={NARROW_LAMBDA:g}")
     print_decisions(narrow, narrow_strategy)
 
+    announce(3, "SplitMNIST, 5 class-incremental experiences (LiteLoRA, then per-task LoRA)", args.progress)
     split = SplitMNIST(n_experiences=5, seed=args.seed, dataset_root=args.data_root,
                        train_transform=None, eval_transform=None)  # the shipped ViT reads [0, 1] pixels
     split = subsample_benchmark(split, args.train_per_experience, args.test_per_experience, seed=args.seed)
-    rows = {f"LiteLoRA (lambda={args.lambda_sparsity:g})": run(LiteLoRAStrategy, split, args, **lite)[0],
-            "per-task LoRA": run(PerTaskLoRAStrategy, split, args)[0]}
+    rows = {lite_name: run(LiteLoRAStrategy, split, args, "part 3, LiteLoRA", **lite)[0],
+            "per-task LoRA": run(PerTaskLoRAStrategy, split, args, "part 3, per-task LoRA")[0]}
     print_table("SplitMNIST: 5 class-incremental experiences", rows)
     print(f"\nseed {args.seed}, backbone {args.backbone}, {args.epochs} epochs of "
           f"{args.train_per_experience} samples per experience, rank {args.rank}")
+    say(f"[demo] done in {format_duration(time.perf_counter() - started)}", args.progress)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ from dataclasses import replace
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-from tqdm import tqdm
 
+from avalanche_litelora.progress import Countdown, progress_enabled, say, switched
 from benchmarks import figures
 from benchmarks.ground_truth import decision_table
 from benchmarks.methods import is_lora_family, load_method_configs, runs_on
@@ -140,6 +140,13 @@ def main(argv=None) -> int:
         from benchmarks import paper
         return paper.main(argv)
     args = parse_args(argv)
+    progress = progress_enabled(False if args.no_progress else None)  # or AVALANCHE_LITELORA_PROGRESS=0
+    with switched(progress):  # train_stream, inside each run, follows
+        return run_suite(args, argv)
+
+
+def run_suite(args: argparse.Namespace, argv) -> int:
+    """The suite of the parsed command line: the sweep if asked, every run, the report."""
     suite = suite_settings(args)
     out = Path(args.out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -151,13 +158,15 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     settings = RunSettings(epochs=suite["epochs"], train_per_experience=suite["train_per_experience"],
                            device=args.device)
-    progress = not args.no_progress  # the bar over runs
+    progress = progress_enabled()  # a line per run, with the time left
 
     lam = args.lambda_sparsity
     sweep_rows: List[Dict[str, Any]] = []
     reference: Dict[str, Any] = {}
     if lam is None and "litelora" in suite["strategies"] and "sweep" in suite:
         sweep = suite["sweep"]
+        say(f"[benchmarks] lambda sweep on the validation split of {sweep['stream']}: "
+            f"{len(sweep['lambdas'])} LiteLoRA runs and per-task LoRA's", progress)
         lam, sweep_rows, reference = lambda_sweep(
             get_stream(sweep["stream"]), suite["seeds"][0], settings, sweep["lambdas"],
             sweep["validation_fraction"], args.data_root, suite["test_per_experience"],
@@ -175,7 +184,9 @@ def main(argv=None) -> int:
     rows: List[Dict[str, Any]] = []
     benchmarks: Dict[Any, Any] = {}
     bare: Dict[Any, float] = {}
-    for stream, seed, strategy in tqdm(plan, desc="runs", disable=not progress):
+    countdown = Countdown("benchmarks", "run", len(plan), progress)
+    for index, (stream, seed, strategy) in enumerate(plan):
+        countdown.start(index, f"{strategy} on {stream}, seed {seed}")
         spec = get_stream(stream)
         sizes = stream_sizes(suite, stream)
         if (stream, seed) not in benchmarks:
@@ -195,6 +206,7 @@ def main(argv=None) -> int:
             resume=args.resume,
         ))
         write_csv(rows, out / "results.csv")  # after every run: a long suite loses nothing
+        countdown.finish(index, f"{strategy} on {stream}, seed {seed}")
 
     write_report(out, rows, sweep_rows, reference, lam, env, suite, time.perf_counter() - started)
     print((out / "results.md").read_text())

@@ -31,6 +31,7 @@ from avalanche_litelora.training.compatibility import check_plugins
 from avalanche_litelora.training.distributed import RankSafeTemplateMixin, refuse_unsupported_plugins
 from avalanche_litelora.training.first_experience import HeadFromFirstExperienceMixin
 from avalanche_litelora.training.plugins.guards import AdapterGuardPlugin
+from avalanche_litelora.training.rwalk import repairs_for
 
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,18 @@ logger = logging.getLogger(__name__)
 POSITIONAL_ARGUMENTS = tuple(
     p.name for p in inspect.signature(Naive.__init__).parameters.values() if p.kind is p.KEYWORD_ONLY
 )
+
+
+#: The minibatch sizes of a strategy built with only ``model`` and ``optimizer``.
+#: Avalanche's templates default to 1 and 1, made for a model that trains whole: on
+#: PermutedMNIST that is 60,000 optimizer steps per experience, as many again in LiteLoRA's
+#: selection phase (its steps follow the minibatches), and an evaluation of 500 images that
+#: took over two minutes on a CPU. A frozen backbone under rank-4 adapters gains nothing from
+#: batch-1 steps. 64 and 256 are the sizes the package's benchmarks run with
+#: (``benchmarks.runner.RunSettings``): evaluation keeps no activations for a backward pass
+#: and takes four times as many. An explicit value (keyword or positional, ``eval_mb_size=None``
+#: included, Avalanche's "as train_mb_size") always wins.
+DEFAULT_MINIBATCH_SIZES = {"train_mb_size": 64, "eval_mb_size": 256}
 
 
 def _keywords_from_positional(strategy: str, args: tuple, kwargs: Dict[str, Any]) -> Dict[str, Any]:
@@ -228,7 +241,9 @@ class AdapterStrategy(
     fields' keywords; every other keyword goes to ``SupervisedTemplate``. Every check runs
     before the backbone changes. Positional arguments are read as Avalanche's ``Naive`` reads
     them (``model, optimizer, criterion, train_mb_size, ...``), with the same
-    ``PositionalArgumentsDeprecatedWarning``. ``save_checkpoint(path)`` / ``resume(path)`` come from
+    ``PositionalArgumentsDeprecatedWarning``. Unlike Avalanche's templates (1 and 1), it
+    trains on minibatches of 64 and evaluates on 256 unless told otherwise
+    (:data:`DEFAULT_MINIBATCH_SIZES` says why). ``save_checkpoint(path)`` / ``resume(path)`` come from
     :class:`~avalanche_litelora.training.checkpoint.CheckpointMixin`.
     """
 
@@ -263,16 +278,18 @@ class AdapterStrategy(
     ):
         config, base_kwargs = self.config_class.from_keywords(config, kwargs)
         refuse_foreign_settings(self.config_class, base_kwargs, type(self).__name__)
+        base_kwargs = {**DEFAULT_MINIBATCH_SIZES, **base_kwargs}
         _check_template_arguments(model, optimizer, base_kwargs)
         #: The settings, validated (a ``dataclasses`` instance: ``asdict(strategy.config)``).
         self.config = config
         method_plugins = [AdapterGuardPlugin()] + self._method_plugins(config)
+        user_plugins = list(plugins or [])
         # SupervisedTemplate rejects unknown keywords before the backbone is touched.
         super().__init__(
             model=model,
             optimizer=optimizer,
             criterion=criterion if criterion is not None else CrossEntropyLoss(),
-            plugins=method_plugins + list(plugins or []),
+            plugins=method_plugins + user_plugins + repairs_for(user_plugins),
             **base_kwargs,
         )
         refuse_unsupported_plugins(self.plugins)  # under torchrun; the backbone is untouched

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Dict
 
 import torch
 from avalanche.core import SupervisedPlugin
@@ -38,6 +39,9 @@ class PruneClosedCandidatePlugin(SupervisedPlugin, supports_distributed=True):
         self.refit_lr = check_real("refit_lr", refit_lr, positive=True)
         #: (adapter name, training experience index) of every pruned candidate.
         self.decisions = []
+        #: Pruned candidate -> its gate logit when it was pruned: the model's ``gate_logits()``
+        #: holds only the adapters it still has, and this is the number that decided.
+        self.pruned_logits: Dict[str, float] = {}
 
     def after_training_exp(self, strategy, **kwargs):
         if not _at_task_boundary(strategy.experience, before=False):
@@ -49,17 +53,21 @@ class PruneClosedCandidatePlugin(SupervisedPlugin, supports_distributed=True):
         broadcast_bank_(model)
         if broadcast_decision(model.gate.is_open(name)):
             return
+        logit = float(model.gate.logits[name].detach())
         model.prune(name)
         make_optimizer(strategy, remove_params=True)
         self.decisions.append((name, strategy.clock.train_exp_counter))
+        self.pruned_logits[name] = logit
         if self.refit_steps:
             self._refit_head(strategy, model)
 
     def checkpoint_state(self) -> dict:
-        return {"decisions": [list(d) for d in self.decisions]}
+        return {"decisions": [list(d) for d in self.decisions], "pruned_logits": dict(self.pruned_logits)}
 
     def load_checkpoint_state(self, state: dict) -> None:
         self.decisions = [(str(name), int(index)) for name, index in state["decisions"]]
+        # files written before the logits were kept hold none
+        self.pruned_logits = {str(n): float(v) for n, v in state.get("pruned_logits", {}).items()}
 
     @torch.enable_grad()
     def _refit_head(self, strategy, model) -> None:

@@ -12,6 +12,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.utils import _at_task_boundary
 
+from avalanche_litelora._warnings import OncePerRun
 from avalanche_litelora.checks import check_choice, check_count, check_real
 from avalanche_litelora.lora.adapter_layer import set_trainable
 from avalanche_litelora.lora.gate import GATE_NOISES, GATE_SAMPLINGS, LAMBDA_RULES
@@ -20,6 +21,7 @@ from avalanche_litelora.training.compatibility import runs_during_selection
 from avalanche_litelora.training.distributed import wrap_for_training
 from avalanche_litelora.models.phases import Phase
 from avalanche_litelora.models.access import lora_model
+from avalanche_litelora.progress import close_phase_bar, open_phase_bar
 
 
 #: Under the relative rule lambda is never below this share of the chance loss log(classes):
@@ -154,6 +156,7 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
             )
         #: Per judged candidate: its losses closed and open, lambda and decision.
         self.watch = DecisionWatch()
+        self._once = OncePerRun()  # a warning of each kind once per run, not per experience
         self.selecting = False
         self._last_steps = 0
         self._saved = None
@@ -184,7 +187,8 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
     def warn_if_short(self, steps: int, logit: float) -> None:
         reach = steps * self.selection_lr
         if isinstance(logit, numbers.Real) and reach < abs(float(logit)):
-            warnings.warn(
+            self._once.warn(
+                "short",
                 f"the selection phase makes {steps} steps of at most selection_lr="
                 f"{self.selection_lr:g} each: the gate logit moves at most {reach:g}, less than "
                 f"its distance to zero ({abs(float(logit)):g}), so no candidate can be pruned; "
@@ -196,7 +200,8 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
     def _warn_if_lambda_decides_alone(self, loss_closed: float) -> None:
         """No candidate can lower the loss by more than the whole loss without it."""
         if self._last_lambda and self._last_lambda >= loss_closed:
-            warnings.warn(
+            self._once.warn(
+                "lambda",
                 f"lambda={self._last_lambda:.3g} nats (lambda_sparsity={self.lambda_sparsity:g}, "
                 f"{self.lambda_rule} rule) is at least the experience's whole loss with the candidate "
                 f"closed ({loss_closed:.3g} nats): no candidate can lower the loss that much, so every "
@@ -245,6 +250,7 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
         wrap_for_training(strategy)  # under torchrun, DDP now averages the logit's gradient
         self._last_steps = steps
         self.selecting = True
+        open_phase_bar(strategy, steps, f"LiteLoRA gate selection of {model.candidate}")
 
     def before_backward(self, strategy, **kwargs):
         if self.selecting and self._last_lambda:
@@ -255,6 +261,7 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
         """Give the strategy back its optimizer and loader (also on a failed experience)."""
         if not self.selecting:
             return
+        close_phase_bar(strategy)
         strategy.optimizer, strategy.dataloader, strategy._stop_training = self._saved
         strategy.plugins = self._saved_plugins
         self._saved = None
