@@ -74,7 +74,7 @@ def markdown_tables(rows: Sequence[Dict[str, Any]]) -> str:
         for (s, strategy), group in groups.items():
             if s != stream:
                 continue
-            name = strategy + (f" (λ={group[0]['lambda_sparsity']:g})" if strategy == "litelora" else "")
+            name = strategy + (f" (λ={group[0]['lambda_sparsity']})" if group[0].get("lambda_sparsity") not in ("", None) else "")
             cells = [_cell([r[c] for r in group], fmt) for c, _, fmt in TABLE]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")

@@ -166,7 +166,7 @@ def train_and_measure(
 
     row: Dict[str, Any] = {
         "stream": spec.name, "strategy": strategy_name, "seed": seed,
-        "lambda_sparsity": (overrides or {}).get("lambda_sparsity", _method_lambda(strategy_name)),
+        "lambda_sparsity": _lambda_of(strategy),
         "backbone": backbone_name, "scenario": "task-il" if spec.task_incremental else "class-il",
         "experiences": n, "epochs": settings.epochs,
         "train_per_experience": settings.train_per_experience or "all",
@@ -218,9 +218,12 @@ def bare_throughput(backbone_name: str, x, t, batch_size: int) -> float:
     return throughput(model, x, t, batch_size)
 
 
-def _method_lambda(strategy_name: str):
-    from benchmarks.methods import load_method_configs
-    return load_method_configs()[strategy_name].get("lambda_sparsity", "")
+def _lambda_of(strategy) -> Any:
+    """What LiteLoRA's lambda was, with its rule (``"0.4 relative"``); empty for the others."""
+    config = getattr(strategy, "config", None)
+    if not hasattr(config, "lambda_sparsity"):
+        return ""
+    return f"{config.lambda_sparsity:g} {config.lambda_rule}"
 
 
 def _summaries(matrix: List[List[float]]) -> Dict[str, float]:

@@ -40,10 +40,10 @@ def lambda_sweep(
     common = dict(eval_stream="valid", bare_sps=0.0, resume=resume)
     reference = run_one(spec, benchmark, "per_task_lora", seed, settings,
                         out_dir / "per_task_lora" if out_dir else None, **common)
-    rows = [
-        run_one(spec, benchmark, "litelora", seed, settings,
-                out_dir / f"litelora_lambda{lam:g}" if out_dir else None,
-                overrides={"lambda_sparsity": lam}, **common)
+    rows = [  # the swept value as a number (the row's own column also names the rule)
+        dict(run_one(spec, benchmark, "litelora", seed, settings,
+                     out_dir / f"litelora_lambda{lam:g}" if out_dir else None,
+                     overrides={"lambda_sparsity": lam}, **common), lambda_sparsity=lam)
         for lam in lambdas
     ]
     return choose_lambda(rows, reference), rows, reference

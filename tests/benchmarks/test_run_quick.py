@@ -41,6 +41,9 @@ def test_csv_has_every_column_finite_for_every_strategy(quick_run):
                 assert row[column] == "", column
                 continue
             value = row[column]
+            if column == "just_trained_acc" and row["strategy"] == "joint":
+                assert value == ""  # one model after the whole stream: no experience "just trained"
+                continue
             assert value != "", (row["strategy"], column)
             try:
                 assert math.isfinite(float(value)), (row["strategy"], column, value)
@@ -59,7 +62,7 @@ def test_sweep_picks_lambda_on_validation_and_is_used(quick_run):
     assert [r["strategy"] for r in sweep] == ["per_task_lora", "litelora", "litelora"]
     with open(quick_run / "results.csv") as f:
         lite = next(r for r in csv.DictReader(f) if r["strategy"] == "litelora")
-    assert float(lite["lambda_sparsity"]) in (0.0, 5.0)
+    assert lite["lambda_sparsity"] in ("0 relative", "5 relative")
     assert "picked on the validation split" in (quick_run / "results.md").read_text()
 
 

@@ -39,7 +39,9 @@ def lambda_for(lambda_sparsity: float, rule: str, loss_closed: float, n_classes:
     """
     if rule == "absolute":
         return lambda_sparsity
-    floor = CHANCE_LOSS_FLOOR * math.log(n_classes) if n_classes > 1 and lambda_sparsity > 0 else 0.0
+    # at least two classes: a one-class experience has no loss to remove, and a candidate
+    # that removes nothing must still be pruned
+    floor = CHANCE_LOSS_FLOOR * math.log(max(n_classes, 2)) if lambda_sparsity > 0 else 0.0
     return max(lambda_sparsity * loss_closed, floor)
 
 
