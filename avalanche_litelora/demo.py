@@ -137,7 +137,8 @@ def narrow_bank_run(data_root, lambda_sparsity: float = NARROW_LAMBDA, seed: int
     strategy = LiteLoRAStrategy(
         model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
         feature_dim=NARROW_FEATURES, target_modules=("1",), rank=4, train_mb_size=32, train_epochs=4,
-        eval_mb_size=256, lambda_sparsity=lambda_sparsity, selection_mb_size=16, plugins=list(plugins),
+        eval_mb_size=256, lambda_sparsity=lambda_sparsity, lambda_rule="absolute",  # nats: measured there
+        selection_mb_size=16, plugins=list(plugins),
         evaluator=quiet_evaluator(stream=True))
     train_with_progress(strategy, stream.train_stream, "narrow bank, LiteLoRA", progress)
     return stream, strategy
