@@ -23,6 +23,7 @@ from avalanche_litelora.lora.adapter_layer import set_trainable
 from avalanche_litelora.lora.layer import LoRALinear
 from avalanche_litelora.models.adapter_model import AdapterModel
 from avalanche_litelora.models.bank_loading import rebuild_bank_for_loading
+from avalanche_litelora.models.bank_readouts import BankReadoutsMixin
 from avalanche_litelora.models.phases import BOUNDARIES, MAGNITUDE_SCOPES, PHASE_TRAINS, Phase
 from avalanche_litelora.models.seeding import (
     check_seed,
@@ -31,7 +32,7 @@ from avalanche_litelora.models.seeding import (
     generator_for,
 )
 
-class LoRAClassifier(AdapterModel):
+class LoRAClassifier(BankReadoutsMixin, AdapterModel):
     """A backbone adapted by a bank of gated LoRA adapters, plus an Avalanche head.
 
     The bank is the set of adapters that every wrapped layer holds under the same names;
@@ -304,40 +305,6 @@ class LoRAClassifier(AdapterModel):
     @property
     def merged(self) -> bool:
         return any(l.merged for l in self.lora_layers().values())
-
-    # ---------------------------------------------------------------- read-outs
-    @property
-    def active_adapters(self) -> List[str]:
-        """Adapters whose gate is open at test time."""
-        return [n for n in self.adapter_names if self.gate.is_open(n)]
-
-    def adapter_parameter_count(self) -> int:
-        """Numbers stored for the bank: A, B and magnitudes of every layer, plus the logits."""
-        count = sum(t.numel() for t in [*self.gate.logits.values(), *self.shared_magnitudes.values()])
-        for layer in self.lora_layers().values():
-            count += sum(p.numel() for p in layer.adapters.parameters())
-        return count
-
-    def adapter_parameter_bytes(self) -> int:
-        total = sum(t.numel() * t.element_size()
-                    for t in [*self.gate.logits.values(), *self.shared_magnitudes.values()])
-        for layer in self.lora_layers().values():
-            total += sum(p.numel() * p.element_size() for p in layer.adapters.parameters())
-        return total
-
-    def gate_logits(self) -> Dict[str, float]:
-        return {n: float(l.detach()) for n, l in self.gate.logits.items()}
-
-    def magnitudes(self) -> Dict[str, Dict[str, float]]:
-        """Per adapter: ``{"<layer>.<slice>": alpha}`` for every wrapped layer (a shared
-        magnitude times the layer's own)."""
-        out: Dict[str, Dict[str, float]] = {n: {} for n in self.adapter_names}
-        for layer_name, layer in self.lora_layers().items():
-            for name, adapter in layer.adapters.items():
-                shared = float(self.shared_magnitudes[name].detach()) if name in self.shared_magnitudes else 1.0
-                for key, alpha in adapter.magnitude.items():
-                    out[name][f"{layer_name}.{key}"] = shared * float(alpha.detach())
-        return out
 
     # ------------------------------------------------------------- persistence
     def fingerprint_settings(self) -> Dict[str, object]:
