@@ -293,7 +293,7 @@ class AdapterStrategy(
             **base_kwargs,
         )
         refuse_unsupported_plugins(self.plugins)  # under torchrun; the backbone is untouched
-        check_plugins(self.plugins, model, type(self).__name__)  # the backbone is still untouched
+        check_plugins(self.plugins, model, type(self).__name__, config)  # the backbone is still untouched
         if isinstance(model, self.model_class):
             self.model = model  # a ready model: its own rank, targets, head and gate apply
         else:

@@ -55,9 +55,9 @@ REFUSED: Dict[type, Callable[[object, object], Optional[str]]] = {
 }
 
 
-def check_plugins(plugins: Iterable, model, method: str) -> None:
-    """Refuse the plugins in :data:`REFUSED`, before ``model`` (the one given to the strategy)
-    is wired into a bank.
+def check_plugins(plugins: Iterable, model, method: str, config=None) -> None:
+    """Refuse the plugins in :data:`REFUSED`, and those the strategy's ``config`` rules out,
+    before ``model`` (the one given to the strategy) is wired into a bank.
 
     :param method: the strategy's name, for the message.
     :raises IncompatiblePluginError: naming the plugin and the reason.
@@ -68,6 +68,12 @@ def check_plugins(plugins: Iterable, model, method: str) -> None:
             reason = reason_for(plugin, model) if isinstance(plugin, cls) else None
             if reason:
                 raise IncompatiblePluginError(f"{type(plugin).__name__} cannot be used with {method}: {reason}")
+        if isinstance(plugin, SynapticIntelligencePlugin) and getattr(config, "boundary", None) == "rescale":
+            raise IncompatiblePluginError(
+                f"SynapticIntelligencePlugin cannot be used with {method} and boundary='rescale': the "
+                "first adapter's magnitude does not train in the first experience and trains from the "
+                "second on, and SI meets it at the end of the first without having registered it "
+                "(KeyError); pass boundary='preserve'")
 
 
 #: Plugins whose callbacks account for the weights that train: they are skipped while only

@@ -251,13 +251,14 @@ def _stream_outcome(monkeypatch, looped: bool, kind: str):
         RNGManager.set_random_seeds(1993)
         if kind == "litelora":  # the settings at which this stream prunes candidates
             model = tiny_mlp()
-            strategy = LiteLoRAStrategy(model=model, optimizer=sgd(model), **lite_kwargs(
-                train_epochs=2, lambda_sparsity=0.05, selection_lr=0.02))
+            strategy = LiteLoRAStrategy(model=model, optimizer=sgd(model), **lite_kwargs(  # the oracle
+                train_epochs=2, lambda_sparsity=0.05, selection_lr=0.02, gate_sampling="per_forward",
+                boundary="preserve"))
         else:
             model = tiny_vit()
-            strategy = PerTaskLoRAStrategy(
+            strategy = PerTaskLoRAStrategy(  # the oracle's mechanics: the norms kept at the boundary
                 model=model, optimizer=sgd(model, 0.1), rank=4, train_mb_size=32, train_epochs=2,
-                eval_mb_size=512, evaluator=quiet_evaluator())
+                eval_mb_size=512, evaluator=quiet_evaluator(), boundary="preserve")
         for experience in list(benchmark.train_stream)[:3]:
             strategy.train(experience)
         metrics = strategy.eval(benchmark.test_stream)

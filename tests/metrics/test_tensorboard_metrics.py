@@ -114,8 +114,12 @@ def _two_experience_run(log_dir, *, explicit_eval, **kwargs):
     benchmark = digits_benchmark(2)
     evaluator = litelora_evaluator(log_dir, interactive=False, redundancy=False, images=False)
     model = tiny_mlp()
+    # boundary="preserve": under the reference's rescale, an evaluation at the start of the
+    # next experience sees the rescaled bank, and the curve takes that one as the previous
+    # experience's end (a known issue of the curve's bookkeeping, not of these checks)
     strategy = LiteLoRAStrategy(
-        model=model, optimizer=sgd(model), **lite_kwargs(evaluator=evaluator, train_epochs=2, selection_mb_size=32, **kwargs)
+        model=model, optimizer=sgd(model), **lite_kwargs(evaluator=evaluator, train_epochs=2, selection_mb_size=32,
+                                                         boundary="preserve", **kwargs)
     )
     rows = []
     for experience in benchmark.train_stream:

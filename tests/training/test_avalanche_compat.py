@@ -107,7 +107,7 @@ def _terms(kind, name, benchmark, task_incremental=False) -> torch.Tensor:
     # RWalk scores a tensor by how far it moved while it trained: under the reference's
     # boundary the first adapter's magnitude does not train in the first experience, so
     # after it RWalk has nothing to protect yet; with the norms preserved it has
-    overrides = {"boundary": "preserve"} if name == "rwalk" and kind in ("litelora", "per_task") else {}
+    overrides = {"boundary": "preserve"} if name in ("rwalk", "si") and kind in ("litelora", "per_task") else {}
     strategy = build(kind, task_incremental=task_incremental, plugins=probe.around(REGULARISERS[name]()),
                      **overrides)
     train_on(strategy, list(benchmark.train_stream)[:2])
@@ -325,3 +325,13 @@ def test_metric_families_report_finite_values(kind, ci_benchmark, ti_benchmark):
             assert math.isfinite(value), key
         elif torch.is_tensor(value):
             assert torch.isfinite(value.float()).all(), key
+
+
+def test_si_under_the_reference_boundary_is_refused_at_construction_with_the_fix():
+    from avalanche.training.plugins import SynapticIntelligencePlugin
+
+    from avalanche_litelora.training.compatibility import IncompatiblePluginError
+
+    with pytest.raises(IncompatiblePluginError, match="boundary='preserve'"):
+        build("per_task", plugins=[SynapticIntelligencePlugin(si_lambda=1.0)])
+    build("per_task", plugins=[SynapticIntelligencePlugin(si_lambda=1.0)], boundary="preserve")
