@@ -32,9 +32,9 @@ SHELL = {"bash", "sh", "shell", "console"}
 NOT_CODE = {"text", "yaml", "json", "toml", "ini"}
 
 #: Tiny budgets while a page's blocks run (environment variables override them).
-TRAIN = int(os.environ.get("DOCS_TEST_TRAIN", 48))
-TEST = int(os.environ.get("DOCS_TEST_TEST", 24))
-SELECTION_STEPS = int(os.environ.get("DOCS_TEST_SELECTION_STEPS", 12))
+TRAIN = int(os.environ.get("DOCS_TEST_TRAIN", 32))
+TEST = int(os.environ.get("DOCS_TEST_TEST", 16))
+SELECTION_STEPS = int(os.environ.get("DOCS_TEST_SELECTION_STEPS", 8))
 CAPS = {"train_epochs": 1, "min_selection_steps": SELECTION_STEPS, "refit_steps": 5}
 STRATEGIES = ("LiteLoRAStrategy", "PerTaskLoRAStrategy", "TaskRoutedLoRAStrategy",
               "SequentialLoRAStrategy", "HeadOnlyStrategy", "ShareStrategy")
@@ -152,8 +152,9 @@ def _capped_init(cls):
 
 @contextmanager
 def tiny_budgets() -> Iterator[None]:
-    """While open, the docs' examples run on tiny streams and budgets (see the module docstring
-    of ``docs/contributing/docs.md``)."""
+    """While open, the docs' examples run on tiny streams and budgets: Avalanche's MNIST
+    benchmarks and ``known_redundancy_stream`` cut to :data:`TRAIN` / :data:`TEST` samples per
+    experience, every strategy's budgets capped at :data:`CAPS` (``docs/contributing/docs.md``)."""
     import avalanche.benchmarks as benchmarks
     import avalanche.benchmarks.classic as classic
 

@@ -27,7 +27,7 @@ from doc_blocks import (
 )
 
 PAGES = pages()
-PYTHON_PAGES = [p for p in PAGES if any(b.lang in PYTHON for b in blocks(p))]
+PYTHON_PAGES = [p for p in PAGES if any(b.lang in PYTHON and not b.skip for b in blocks(p))]
 
 
 def _id(path):
