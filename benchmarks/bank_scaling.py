@@ -38,8 +38,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from avalanche_litelora.backbones import create_backbone
-from avalanche_litelora.models.lora_classifier import LoRAClassifier
-from avalanche_litelora.models.phases import Phase
+from avalanche_litelora.lora.model import LoRAClassifier
+from avalanche_litelora.lora.phases import Phase
 from avalanche_litelora.share import ShareClassifier
 from avalanche_litelora.share.model import task_key
 from benchmarks.measure import interleaved_times, paired_ratio

@@ -5,7 +5,7 @@ from __future__ import annotations
 from avalanche.models import MultiTaskModule
 from torch import Tensor, nn
 
-from avalanche_litelora.models.heads import find_classifier, make_head, remove_classifier
+from avalanche_litelora.adapters.heads import find_classifier, make_head, remove_classifier
 
 
 class FineTunedClassifier(MultiTaskModule):

@@ -37,10 +37,10 @@ from torch.utils.data import DataLoader
 
 from avalanche_litelora.backbones import create_backbone
 from avalanche_litelora.data import redundancy_of
-from avalanche_litelora.training.masking import ClassRestrictedLoss, restrict_per_sample
-from avalanche_litelora.models.access import lora_model
+from avalanche_litelora.training.losses import ClassRestrictedLoss, restrict_per_sample
+from avalanche_litelora.adapters.access import lora_model
 from benchmarks.methods import Budget, build_strategy
-from avalanche_litelora.training.plugins.candidate_losses import candidate_losses
+from avalanche_litelora.lora.plugins.candidate_losses import candidate_losses
 from benchmarks.streams import build_stream, get_stream
 
 COLUMNS = (
@@ -59,7 +59,7 @@ def closed_vs_open(strategy, model, dataset, batch_size: int = 256) -> Dict[str,
 
     Evaluation mode (no gate noise: the gate is ``1[l > 0]``), the logit set to -1 / +1 and
     restored afterwards, data read in order under a forked generator (the run is the same with
-    or without this measurement), exactly as :func:`avalanche_litelora.training.plugins.candidate_losses.candidate_losses`.
+    or without this measurement), exactly as :func:`avalanche_litelora.lora.plugins.candidate_losses.candidate_losses`.
     """
     logit, was_training = model.gate.logits[model.candidate], model.training
     saved = logit.detach().clone()
@@ -203,7 +203,7 @@ def markdown(rows, meta) -> str:
         "measured when its selection phase starts (evaluation mode, gates deterministic), with "
         "the strategy's training criterion (class stream: restricted to the experience's two "
         "classes; domain stream: all ten classes are current, so plain cross-entropy). "
-        "`probe train` is `avalanche_litelora.training.plugins.candidate_losses.candidate_losses` on the same candidate (a "
+        "`probe train` is `avalanche_litelora.lora.plugins.candidate_losses.candidate_losses` on the same candidate (a "
         "cross-check of the `train` column). ± is the standard error of the mean over the set's "
         "samples (per-sample closed-minus-open differences; data noise only, not seed noise). Held-out accuracy: argmax over the whole head (as "
         "the test stream is scored), and argmax over the classes the criterion lets compete "

@@ -15,8 +15,8 @@ import torch
 from avalanche.core import SupervisedPlugin
 
 from avalanche_litelora.analysis import analyse_model
-from avalanche_litelora.models.access import lora_model
-from avalanche_litelora.training.plugins.candidate_losses import candidate_losses
+from avalanche_litelora.adapters.access import lora_model
+from avalanche_litelora.lora.plugins.candidate_losses import candidate_losses
 
 
 class CandidateRedundancyProbe(SupervisedPlugin):

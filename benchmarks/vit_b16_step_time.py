@@ -17,7 +17,7 @@ import time
 import timm
 import torch
 
-from avalanche_litelora.models.lora_classifier import LoRAClassifier
+from avalanche_litelora.lora.model import LoRAClassifier
 
 
 def main() -> None:

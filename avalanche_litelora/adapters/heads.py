@@ -1,6 +1,6 @@
 """Backbone surgery for classification: remove the backbone's own head, build Avalanche's.
 
-Which classifier is removed, for which model shapes, is :mod:`avalanche_litelora.models.surgery`'s
+Which classifier is removed, for which model shapes, is :mod:`avalanche_litelora.adapters.surgery`'s
 business; the functions here keep the ``(how, feature_size)`` interface the harness uses.
 
 Avalanche's heads grow during training (new classes, new tasks), so a freshly built model
@@ -18,9 +18,9 @@ from avalanche.models import IncrementalClassifier, MultiHeadClassifier
 from torch import nn
 
 from avalanche_litelora.checks import check_count
-from avalanche_litelora.models import surgery
-from avalanche_litelora.models.seeding import global_rng_untouched
-from avalanche_litelora.models.seeded_heads import SeededIncrementalClassifier, SeededMultiHeadClassifier
+from avalanche_litelora.adapters import surgery
+from avalanche_litelora.adapters.seeding import global_rng_untouched
+from avalanche_litelora.adapters.seeded_heads import SeededIncrementalClassifier, SeededMultiHeadClassifier
 
 
 def find_classifier(
@@ -30,10 +30,10 @@ def find_classifier(
 
     Returns ``(how_to_remove, feature_size)``: ``"reset_classifier"`` for timm-style models,
     the dotted name of the layer to drop (``"fc"``, ``"classifier.0"``: see
-    :mod:`avalanche_litelora.models.surgery` for the shapes recognised), or ``None`` for a
+    :mod:`avalanche_litelora.adapters.surgery` for the shapes recognised), or ``None`` for a
     backbone that already outputs features, whose ``feature_size`` is then ``feature_dim``,
     or ``None`` to be measured on the first experience
-    (:mod:`avalanche_litelora.models.pending_head`).
+    (:mod:`avalanche_litelora.adapters.pending_head`).
     """
     if feature_dim is not None:
         check_count("feature_dim", feature_dim)
@@ -72,7 +72,7 @@ def make_head(
     """Avalanche's growing head (class-incremental) or multi-head (task-incremental).
 
     With a ``seed``, the heads draw their rows from it instead of the global generator (see
-    :mod:`avalanche_litelora.models.seeded_heads`).
+    :mod:`avalanche_litelora.adapters.seeded_heads`).
     """
     if seed is not None:
         if task_incremental:

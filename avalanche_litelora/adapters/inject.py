@@ -1,21 +1,31 @@
-"""Find the target ``nn.Linear`` layers of a model and swap in :class:`LoRALinear` wrappers."""
+"""Find the target ``nn.Linear`` layers of a model and swap in adapter-layer wrappers.
+
+Every method family injects through here with its own :class:`AdapterLayer` subclass
+(LoRA's :func:`~avalanche_litelora.lora.layer.inject_lora`, Share's model).
+"""
 
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from typing import Dict, Optional, Sequence, Tuple, Type
+from typing import Dict, Optional, Sequence, Tuple, Type, Union
 
 from torch import nn
 
-from avalanche_litelora.lora.adapter_layer import AdapterLayer, is_adaptable, qkv_slices
-from avalanche_litelora.lora.layer import LoRALinear
+from avalanche_litelora.adapters.layer import AdapterLayer, is_adaptable, qkv_slices
 
-#: The default: timm ViT attention's fused projection, LoRA on its q and v slices. A model
-#: without ``qkv`` falls back to a transformers encoder's query / value projections, and a
-#: model with neither (an MLP, a CNN) to every Linear and 1x1 conv outside the classifier,
-#: so every strategy runs with its defaults on any backbone (see :func:`find_target_modules`).
-DEFAULT_TARGET_MODULES = ("qkv",)
+#: ``target_modules="auto"``, the default: timm ViT attention's fused projection ``qkv``, on
+#: its q and v slices. A model without ``qkv`` falls back to a transformers encoder's query /
+#: value projections, and a model with neither (an MLP, a CNN) to every Linear and 1x1 conv
+#: outside the classifier, so every strategy runs with its defaults on any backbone (see
+#: :func:`find_target_modules`). Any explicit list, ``("qkv",)`` included, never falls back.
+AUTO_TARGETS = "auto"
+_TIMM_ATTENTION = ("qkv",)
 _ATTENTION_FALLBACK = ("query", "value")
+
+
+def is_auto(target_modules) -> bool:
+    """``target_modules`` asks for the default choice (:data:`AUTO_TARGETS`)."""
+    return isinstance(target_modules, str) and target_modules == AUTO_TARGETS
 
 
 def _matches(name: str, pattern: str) -> bool:
@@ -35,7 +45,7 @@ def _excluded(name: str, exclude: Sequence[str]) -> bool:
 
 #: Why the default settles on each choice, for the model's description.
 _DEFAULT_REASONS = {
-    DEFAULT_TARGET_MODULES: "the default target_modules: timm's fused attention projections 'qkv', "
+    _TIMM_ATTENTION: "the default target_modules: timm's fused attention projections 'qkv', "
     "on their q and v slices",
     _ATTENTION_FALLBACK: "the default target_modules fell back to a transformers encoder's 'query' "
     "and 'value' projections (this backbone has no timm 'qkv' layer)",
@@ -48,13 +58,13 @@ _EVERY_LINEAR_REASON = (
 
 
 def resolve_default_targets(model: nn.Module, exclude: Sequence[str] = ()) -> Tuple[Sequence[str], str]:
-    """What :data:`DEFAULT_TARGET_MODULES` means on ``model``, and why, in words.
+    """What :data:`AUTO_TARGETS` means on ``model``, and why, in words.
 
     ``(patterns, why)``: timm's ``qkv``, else a transformers encoder's ``query`` / ``value``,
     else the names of every adaptable module outside ``exclude``.
     """
     adaptable = [n for n in linear_module_names(model) if not _excluded(n, exclude)]
-    for patterns in (DEFAULT_TARGET_MODULES, _ATTENTION_FALLBACK):
+    for patterns in (_TIMM_ATTENTION, _ATTENTION_FALLBACK):
         if any(_matches(n, p) for n in adaptable for p in patterns):
             return patterns, _DEFAULT_REASONS[patterns]
     return adaptable, _EVERY_LINEAR_REASON
@@ -62,7 +72,7 @@ def resolve_default_targets(model: nn.Module, exclude: Sequence[str] = ()) -> Tu
 
 def explain_targets(model: nn.Module, target_modules: Sequence[str], exclude: Sequence[str] = ()) -> str:
     """Why ``target_modules`` picks what it picks on ``model`` (call before injection)."""
-    if target_modules is DEFAULT_TARGET_MODULES:
+    if is_auto(target_modules):
         return resolve_default_targets(model, exclude)[1]
     given = [target_modules] if isinstance(target_modules, str) else list(target_modules)
     return f"target_modules={given}, as given"
@@ -73,15 +83,15 @@ def find_target_modules(
 ) -> list:
     """Names of the Linear (or pointwise conv) modules matched by ``target_modules``.
 
-    Given the default object :data:`DEFAULT_TARGET_MODULES` itself, a model without a match
-    takes the fallbacks that constant describes; an explicit list never falls back.
-    ``exclude`` keeps modules out, with everything inside them.
+    Given :data:`AUTO_TARGETS`, a model without a match takes the fallbacks that constant
+    describes; an explicit list never falls back. ``exclude`` keeps modules out, with
+    everything inside them.
     """
-    if target_modules is DEFAULT_TARGET_MODULES:
+    if is_auto(target_modules):
         resolved, _ = resolve_default_targets(model, exclude)
         if isinstance(resolved, list) and resolved:
             return resolved  # every adaptable module, by name
-        target_modules = resolved or DEFAULT_TARGET_MODULES  # nothing to adapt: the error below says so
+        target_modules = resolved or _TIMM_ATTENTION  # nothing to adapt: the error below says so
     if isinstance(target_modules, str):
         target_modules = [target_modules]
     try:
@@ -126,11 +136,11 @@ def _slices_for(name: str, layer: nn.Linear) -> Optional[dict]:
 
 def build_adapter_layers(
     model: nn.Module,
-    target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
+    target_modules: Union[str, Sequence[str]] = AUTO_TARGETS,
     rank: int = 10,
     exclude: Sequence[str] = (),
     *,
-    layer_type: Type[AdapterLayer] = LoRALinear,
+    layer_type: Type[AdapterLayer],
 ) -> Dict[str, AdapterLayer]:
     """Every check, and the wrappers of the targeted layers by module name; ``model`` is unchanged.
 
@@ -159,20 +169,30 @@ def swap_in_adapter_layers(model: nn.Module, wrappers: Dict[str, AdapterLayer]) 
     return wrappers
 
 
-def inject_lora(
+def inject_adapters(
     model: nn.Module,
-    target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
+    target_modules: Union[str, Sequence[str]] = AUTO_TARGETS,
     rank: int = 10,
     exclude: Sequence[str] = (),
     *,
-    layer_type: Type[AdapterLayer] = LoRALinear,
+    layer_type: Type[AdapterLayer],
 ) -> Dict[str, AdapterLayer]:
-    """Swap the targeted Linear / 1x1-conv layers for :class:`LoRALinear` in place; freeze the rest.
+    """Swap the targeted Linear / 1x1-conv layers for ``layer_type`` wrappers in place; freeze the rest.
 
     All checks run before the first swap, so a bad argument leaves ``model`` untouched.
-    ``exclude`` keeps modules (the classifier, with what it holds) out. ``layer_type`` is the
-    wrapper class (an :class:`AdapterLayer` subclass: LoRA's, or Share's). Returns the
-    wrappers by module name.
+    ``exclude`` keeps modules (the classifier, with what it holds) out. Returns the wrappers
+    by module name.
     """
     wrappers = build_adapter_layers(model, target_modules, rank, exclude, layer_type=layer_type)
     return swap_in_adapter_layers(model, wrappers)
+
+
+def __getattr__(name: str):
+    """``DEFAULT_TARGET_MODULES``, the former default, means ``"auto"`` for one release."""
+    if name == "DEFAULT_TARGET_MODULES":
+        import warnings
+
+        warnings.warn("DEFAULT_TARGET_MODULES is deprecated: use target_modules='auto' (AUTO_TARGETS)",
+                      DeprecationWarning, stacklevel=2)
+        return AUTO_TARGETS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,7 +5,7 @@ As peft's tuner layers share ``BaseTunerLayer``, the LoRA bank's
 :class:`~avalanche_litelora.share.layer.ShareLinear` are siblings under
 :class:`AdapterLayer`. The base holds the frozen layer, the per-adapter gate values, the
 forward pass (frozen adapters stacked at a cost flat in their number, see
-:mod:`avalanche_litelora.lora.bank`) and the exact merge / unmerge. A subclass says only
+:mod:`avalanche_litelora.adapters.stacked`) and the exact merge / unmerge. A subclass says only
 how an adapter is stored: :meth:`AdapterLayer._factors` gives one adapter's ``A``, ``B``
 and scale on one output slice, and everything else is computed from it.
 """
@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from avalanche_litelora.checks import is_count
-from avalanche_litelora.lora import bank
+from avalanche_litelora.adapters import stacked
 
 
 def set_trainable(tensors: Iterable[Tensor], trainable: bool) -> None:
@@ -96,7 +96,7 @@ class AdapterLayer(nn.Module):
     value is a gate sampled at every call (``"per_call"``): it gives one value per slice.
     """
 
-    #: ``None`` lets :func:`~avalanche_litelora.lora.bank.choose_form` pick per forward pass.
+    #: ``None`` lets :func:`~avalanche_litelora.adapters.stacked.choose_form` pick per forward pass.
     bank_form: Optional[str] = None
     #: The gate of an adapter the model pushed no value for (1.0: open, 0.0: closed).
     missing_gate: float = 1.0
@@ -192,35 +192,35 @@ class AdapterLayer(nn.Module):
         adapter = self.adapters[name]
         return any(p.requires_grad for side in (adapter.A, adapter.B) for p in side.values())
 
-    def _stack(self, entries: List[Tuple[str, object]]) -> bank.StackedBank:
+    def _stack(self, entries: List[Tuple[str, object]]) -> stacked.StackedBank:
         """The adapters ``entries`` (name, gate) in stacked form, adapter by adapter."""
         weight = self.base.weight
-        gates = bank.as_vector([gate for _, gate in entries], weight)
+        gates = stacked.as_vector([gate for _, gate in entries], weight)
         keys = list(self.out_slices)
         slices = [self.out_slices[key] for key in keys]
         factors = [[self._factors(name, key) for name, _ in entries] for key in keys]
-        return bank.stack_factors(factors, gates, slices, weight)
+        return stacked.stack_factors(factors, gates, slices, weight)
 
     def _form(self, x: Tensor, frozen: List[Tuple[str, object]], trained: List[Tuple[str, object]],
               frozen_grad: bool) -> str:
-        """``bank_form``, else the cheaper form for this input (see :func:`bank.choose_form`)."""
+        """``bank_form``, else the cheaper form for this input (see :func:`stacked.choose_form`)."""
         if self.bank_form is not None:
             return self.bank_form
         stride = self.base.stride if self.is_conv else None
-        return bank.choose_form(
+        return stacked.choose_form(
             list(self.out_slices.values()), len(frozen) * self.rank, len(trained) * self.rank,
-            bank.rows_of(x, self.in_features, stride), self.in_features, self.out_features,
+            stacked.rows_of(x, self.in_features, stride), self.in_features, self.out_features,
             frozen_grad=frozen_grad, x_grad=x.requires_grad,
         )
 
-    def _folded_forward(self, x: Tensor, banks: List[bank.StackedBank]) -> Tensor:
+    def _folded_forward(self, x: Tensor, banks: List[stacked.StackedBank]) -> Tensor:
         """The base layer with the stacked adapters folded into its weight."""
         weight = self.base.weight
         slices = banks[0].slices
-        deltas = bank.slice_deltas(banks)
+        deltas = stacked.slice_deltas(banks)
         if not self.is_conv:
-            return bank.folded_linear(x, weight, self.base.bias, slices, deltas)
-        folded = bank.folded_weight(weight.view(self.out_features, self.in_features), slices, deltas)
+            return stacked.folded_linear(x, weight, self.base.bias, slices, deltas)
+        folded = stacked.folded_weight(weight.view(self.out_features, self.in_features), slices, deltas)
         return self.base._conv_forward(x, folded.view_as(weight), self.base.bias)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -237,7 +237,7 @@ class AdapterLayer(nn.Module):
             beta = self._gate(name)
             if callable(beta):  # a gate sampled at every call, one value per output slice
                 beta = beta(len(self.out_slices))
-            if bank.is_closed(beta):
+            if stacked.is_closed(beta):
                 continue  # closed gate: skip the work, the update is exactly zero
             entries.append((name, beta))
             if self._trains_factors(name):
@@ -246,24 +246,24 @@ class AdapterLayer(nn.Module):
             return self.base(x)
         trained_names = {name for name, _ in trained}
         frozen = [e for e in entries if e[0] not in trained_names]
-        stacked = self._stack(frozen) if frozen else None
-        frozen_grad = stacked is not None and torch.is_grad_enabled() and stacked.requires_grad
+        frozen_stack = self._stack(frozen) if frozen else None
+        frozen_grad = frozen_stack is not None and torch.is_grad_enabled() and frozen_stack.requires_grad
         if self._form(x, frozen, trained, frozen_grad) == "dense":
-            banks = ([stacked] if stacked is not None else []) + ([self._stack(trained)] if trained else [])
+            banks = ([frozen_stack] if frozen_stack is not None else []) + ([self._stack(trained)] if trained else [])
             return self._folded_forward(x, banks)
         out = self.base(x)
         if out._is_view() and not out.requires_grad:
             # A view of a tensor autograd does not track (F.linear on a non-contiguous
             # input, as in BERT) cannot take a gradient-carrying update in place.
             out = out.clone()
-        if stacked is not None:
-            bank.add_lowrank(out, x, stacked, self.base.stride if self.is_conv else None)
+        if frozen_stack is not None:
+            stacked.add_lowrank(out, x, frozen_stack, self.base.stride if self.is_conv else None)
         for name, beta in trained:
             for index, (key, (start, end)) in enumerate(self.out_slices.items()):
                 a, b, scale = self._factors(name, key)
                 update = self._low_rank(x, a, b)
                 target = out[:, start:end] if self.is_conv else out[..., start:end]
-                target += (bank.slice_gate(beta, index) * scale) * update
+                target += (stacked.slice_gate(beta, index) * scale) * update
         return out
 
     # -------------------------------------------------------------- merge

@@ -1,6 +1,6 @@
 """What every adapter model does to its backbone, whatever its adapters (LoRA bank, Share).
 
-Surgery (find and remove the backbone's classifier, see :mod:`~avalanche_litelora.models.surgery`;
+Surgery (find and remove the backbone's classifier, see :mod:`~avalanche_litelora.adapters.surgery`;
 wrap the target layers; say what was done), the Avalanche head in its place (or a pending
 one for a headless backbone), a frozen backbone whose BatchNorm statistics never drift, and
 a head regrown to a saved state dict's shapes.
@@ -19,11 +19,11 @@ import torch
 from torch import nn
 
 from avalanche_litelora.checks import check_count
-from avalanche_litelora.lora.adapter_layer import AdapterLayer
-from avalanche_litelora.lora.inject import build_adapter_layers, explain_targets, swap_in_adapter_layers
-from avalanche_litelora.models import surgery
-from avalanche_litelora.models.heads import make_head, resize_head_like
-from avalanche_litelora.models.pending_head import PendingHead, head_for_loading
+from avalanche_litelora.adapters.layer import AdapterLayer
+from avalanche_litelora.adapters.inject import build_adapter_layers, explain_targets, swap_in_adapter_layers
+from avalanche_litelora.adapters import surgery
+from avalanche_litelora.adapters.heads import make_head, resize_head_like
+from avalanche_litelora.adapters.pending_head import PendingHead, head_for_loading
 
 logger = logging.getLogger(__name__)
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,7 +127,7 @@ def describe_surgery(model_name: str, plan: SurgeryPlan, head: nn.Module, layer_
 
 
 def suspect_message(given: nn.Module, why: str) -> str:
-    """The :class:`~avalanche_litelora.models.surgery.UnrecognisedClassifierWarning` text."""
+    """The :class:`~avalanche_litelora.adapters.surgery.UnrecognisedClassifierWarning` text."""
     return (
         f"{type(given).__name__} has no classifier the package recognises, and {why}. The new "
         "head is built on the backbone's output: if that output is an old classifier's logits, "
@@ -154,12 +154,19 @@ class AdapterModel(nn.Module):
 
     #: What the learned state is called in messages (a failed experience restores it).
     learned_state_name = "adapters"
+    #: Whose plugins need this kind of model, in :func:`~avalanche_litelora.adapters.access.adapter_model_of`'s message.
+    method_name = "The adapter strategies'"
 
     @staticmethod
     def is_learned_key(key: str) -> bool:
         """A state-dict entry the stream may change (adapters, head, metadata); the rest is
         the frozen backbone, which nothing needs to snapshot or broadcast."""
         return ".adapters." in key or key.startswith("head.") or key == "_extra_state"
+
+    @classmethod
+    def build(cls, backbone: nn.Module, **settings) -> "AdapterModel":
+        """The model a strategy wires a plain backbone into (a family may pick a subclass)."""
+        return cls(backbone, **settings)
 
     def learned_state(self) -> Dict[str, object]:
         """A detached copy of every learned entry: what a failed experience restores."""
@@ -195,7 +202,7 @@ class AdapterModel(nn.Module):
         Every check runs before the backbone changes (:func:`plan_surgery`, and building the
         adapter layers). What was done is said once, in :attr:`surgery_report` and to the
         ``avalanche_litelora`` logger (INFO); a backbone whose output may still be an old
-        classifier's gets an :class:`~avalanche_litelora.models.surgery.UnrecognisedClassifierWarning`.
+        classifier's gets an :class:`~avalanche_litelora.adapters.surgery.UnrecognisedClassifierWarning`.
         """
         plan = plan_surgery(backbone, target_modules, feature_dim)
         layers = build_adapter_layers(plan.backbone, target_modules, rank, plan.excluded, layer_type=layer_type)

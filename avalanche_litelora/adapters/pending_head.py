@@ -15,9 +15,9 @@ from typing import Mapping, Optional
 import torch
 from torch import Tensor, nn
 
-from avalanche_litelora.models.heads import make_head
-from avalanche_litelora.models.seeding import global_rng_untouched
-from avalanche_litelora.models.surgery import CLASSIFIER_NAMES
+from avalanche_litelora.adapters.heads import make_head
+from avalanche_litelora.adapters.seeding import global_rng_untouched
+from avalanche_litelora.adapters.surgery import CLASSIFIER_NAMES
 
 
 class PendingHead(nn.Module):
@@ -74,7 +74,7 @@ def measure_feature_dim(backbone: nn.Module, x) -> int:
         shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
         raise ValueError(
             f"the backbone has no classifier the model recognises (see "
-            f"avalanche_litelora.models.surgery: timm's, transformers' sequence classifiers', or "
+            f"avalanche_litelora.adapters.surgery: timm's, transformers' sequence classifiers', or "
             f"a Linear, a Sequential ending in one or an Avalanche head as the model's last layer, "
             f"named one of {list(CLASSIFIER_NAMES)}) and its output is {shape}, not (batch, "
             "features): pool or flatten its output to (batch, features) in the backbone, or give "

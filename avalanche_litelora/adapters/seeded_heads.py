@@ -14,7 +14,7 @@ import torch
 from avalanche.benchmarks.utils.flat_data import ConstantSequence
 from avalanche.models import IncrementalClassifier, MultiHeadClassifier
 
-from avalanche_litelora.models.seeding import global_rng_untouched, seeded_linear_rows_
+from avalanche_litelora.adapters.seeding import global_rng_untouched, seeded_linear_rows_
 
 
 class SeededIncrementalClassifier(IncrementalClassifier):

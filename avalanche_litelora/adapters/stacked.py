@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-#: The forms :func:`choose_form` chooses between (``LoRALinear.bank_form`` may force one).
+#: The forms :func:`choose_form` chooses between (``AdapterLayer.bank_form`` may force one).
 BANK_FORMS = ("lowrank", "dense")
 
 #: Cost of one element of memory traffic (the fold's copy of the weight) in multiply-adds,
@@ -117,39 +117,6 @@ def stack_factors(factors: Sequence[Sequence[Tuple[Tensor, Tensor, object]]], ga
         ranks.append(sum(a.shape[0] for a, _, _ in per_adapter))
     a_all = a_rows[0] if len(a_rows) == 1 else torch.cat(a_rows, dim=0)
     return StackedBank(a_all, bs, torch.cat(scales), list(slices), ranks)
-
-
-def stack_lora_adapters(adapters, keys: Sequence[str], gates: Tensor,
-                        slices: Sequence[Tuple[int, int]], rank: int) -> StackedBank:
-    """:class:`LowRankAdapter` s stacked with one kernel per quantity, not one per adapter.
-
-    The same arithmetic as ``LowRankAdapter.scale`` (gate x magnitude, over ``||B|| ||A||``
-    once in direction form), vectorised over the adapters.
-    """
-    n, slice_count = len(adapters), len(keys)
-    # nn.Module attribute access costs about a microsecond; a bank of fifty adapters reads
-    # hundreds of tensors per forward pass, so they are read from the modules' own dicts.
-    a_of = [ad._modules["A"]._parameters for ad in adapters]
-    b_of = [ad._modules["B"]._parameters for ad in adapters]
-    magnitude_of = [ad._modules["magnitude"]._parameters for ad in adapters]
-    normalized = torch.stack([ad._buffers["normalized"] for ad in adapters])
-    a_all = torch.cat([a[key] for key in keys for a in a_of], dim=0)  # slice, adapter, rank
-    bs = [torch.cat([b[key] for b in b_of], dim=1) if n > 1 else b_of[0][key] for key in keys]
-    # The norms only need a gradient for an adapter in direction form whose factors train.
-    norm_grad = torch.is_grad_enabled() and any(
-        ad.is_normalized for ad, a, b in zip(adapters, a_of, b_of)
-        if any(a[key].requires_grad or b[key].requires_grad for key in keys))
-    a_src = a_all if norm_grad else a_all.detach()
-    b_src = bs if norm_grad else [b.detach() for b in bs]
-    norm_a = torch.linalg.vector_norm(a_src.reshape(slice_count, n, -1), dim=2)
-    norm_b = torch.stack([torch.linalg.vector_norm(b.reshape(b.shape[0], n, rank), dim=(0, 2)) for b in b_src])
-    magnitude = torch.stack([m[key] for key in keys for m in magnitude_of]).reshape(slice_count, n)
-    # An adapter still in training form divides by 1, not by its norm: its B may be zero,
-    # and the unused branch of a where() still passes 0 x inf = NaN back to the factors.
-    norm = torch.where(normalized, (norm_a * norm_b).clamp_min(torch.finfo(norm_a.dtype).tiny), 1.0)
-    scale = magnitude / norm * gates  # gates: (adapters,) or (slices, adapters)
-    columns = scale.repeat_interleave(rank, dim=1).reshape(-1)
-    return StackedBank(a_all, bs, columns, list(slices), [n * rank] * slice_count)
 
 
 def choose_form(slices: Sequence[Tuple[int, int]], frozen_rank: int, trained_rank: int, rows: int,

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from avalanche_litelora.models.lora_classifier import LoRAClassifier
+    from avalanche_litelora.lora.model import LoRAClassifier
 
 
 def rebuild_bank_for_loading(module: "LoRAClassifier", state_dict, prefix, *args) -> None:

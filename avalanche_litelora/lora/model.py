@@ -2,14 +2,16 @@
 
 Avalanche's plugins read a model's type: a :class:`~avalanche.models.MultiTaskModule` is
 called with task labels (and, by LwF, with ``None`` for every head's output), a plain module
-with the input alone. So ``LoRAClassifier(..., task_incremental=True)`` builds a
-:class:`TaskIncrementalLoRAClassifier` (a ``MultiTaskModule``) and the class-incremental
+with the input alone. So the task-incremental bank is its own class,
+:class:`TaskIncrementalLoRAClassifier` (a ``MultiTaskModule``), and the class-incremental
 model stays a plain module, which benchmarks without task labels (Avalanche's
-``class_incremental_benchmark``) need.
+``class_incremental_benchmark``) need. :meth:`LoRAClassifier.build` picks the class from
+``task_incremental``, as the strategies do.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -18,20 +20,22 @@ from torch import Tensor, nn
 
 from avalanche_litelora.checks import check_choice, check_flag
 from avalanche_litelora.lora.gate import AdapterGate, PerCallGate, check_init_logit
-from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
-from avalanche_litelora.lora.adapter_layer import set_trainable
+from avalanche_litelora.adapters.inject import AUTO_TARGETS
+from avalanche_litelora.adapters.layer import set_trainable
 from avalanche_litelora.lora.layer import LoRALinear
-from avalanche_litelora.models.adapter_model import AdapterModel
-from avalanche_litelora.models.bank_loading import rebuild_bank_for_loading
-from avalanche_litelora.models.bank_readouts import BankReadoutsMixin
-from avalanche_litelora.models.phases import BOUNDARIES, MAGNITUDE_SCOPES, PHASE_TRAINS, Phase
-from avalanche_litelora.models.seeding import (
+from avalanche_litelora.adapters.model import AdapterModel
+from avalanche_litelora.lora.loading import rebuild_bank_for_loading
+from avalanche_litelora.lora.readouts import BankReadoutsMixin
+from avalanche_litelora.lora.phases import BOUNDARIES, MAGNITUDE_SCOPES, PHASE_TRAINS, Phase
+from avalanche_litelora.adapters.seeding import (
     check_seed,
     default_seed,
     derive_seed,
     generator_for,
 )
+from avalanche_litelora.registry import register
 
+@register
 class LoRAClassifier(BankReadoutsMixin, AdapterModel):
     """A backbone adapted by a bank of gated LoRA adapters, plus an Avalanche head.
 
@@ -49,13 +53,28 @@ class LoRAClassifier(BankReadoutsMixin, AdapterModel):
     """
 
     learned_state_name = "adapter bank"
+    method_name = "LiteLoRA"
 
     @staticmethod
     def is_learned_key(key: str) -> bool:
         return AdapterModel.is_learned_key(key) or key.startswith(("gate.", "shared_magnitudes."))
 
+    @classmethod
+    def build(cls, backbone: nn.Module, **settings) -> "LoRAClassifier":
+        """The bank for these settings: :class:`TaskIncrementalLoRAClassifier` when
+        ``task_incremental=True`` is asked of ``LoRAClassifier`` itself, else ``cls``."""
+        if cls is LoRAClassifier and settings.get("task_incremental") is True:
+            cls = TaskIncrementalLoRAClassifier
+        return cls(backbone, **settings)
+
     def __new__(cls, *args, **kwargs):
+        """Former construction path (0.1.0): ``LoRAClassifier(..., task_incremental=True)`` still
+        builds the task-incremental class for one release, with a DeprecationWarning."""
         if cls is LoRAClassifier and kwargs.get("task_incremental") is True:
+            warnings.warn(
+                "LoRAClassifier(..., task_incremental=True) is deprecated: use "
+                "LoRAClassifier.build(..., task_incremental=True) or TaskIncrementalLoRAClassifier(...)",
+                DeprecationWarning, stacklevel=2)
             cls = TaskIncrementalLoRAClassifier
         return super().__new__(cls)
 
@@ -64,7 +83,7 @@ class LoRAClassifier(BankReadoutsMixin, AdapterModel):
         backbone: nn.Module,
         *,
         rank: int = 10,
-        target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
+        target_modules: Union[str, Sequence[str]] = AUTO_TARGETS,
         task_incremental: bool = False,
         head: Optional[nn.Module] = None,
         feature_dim: Optional[int] = None,
@@ -333,6 +352,7 @@ class LoRAClassifier(BankReadoutsMixin, AdapterModel):
         self.seed = int(state.get("seed", self.seed))
 
 
+@register
 class TaskIncrementalLoRAClassifier(LoRAClassifier, MultiTaskModule):
     """The task-incremental bank: a :class:`MultiTaskModule` with one head per task.
 

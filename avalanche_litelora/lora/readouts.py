@@ -1,5 +1,5 @@
 """The numbers users watch on a LoRA bank: which adapters are open, what they store, their
-logits and magnitudes. A mixin of :class:`~avalanche_litelora.models.lora_classifier.LoRAClassifier`,
+logits and magnitudes. A mixin of :class:`~avalanche_litelora.lora.model.LoRAClassifier`,
 kept apart so the model's file holds its lifecycle."""
 
 from __future__ import annotations

@@ -14,9 +14,11 @@ from typing import Dict, Optional
 import torch
 from torch import Tensor
 
-from avalanche_litelora.models.lora_classifier import TaskIncrementalLoRAClassifier
+from avalanche_litelora.lora.model import TaskIncrementalLoRAClassifier
+from avalanche_litelora.registry import register
 
 
+@register
 class TaskRoutedLoRAClassifier(TaskIncrementalLoRAClassifier):
     """A :class:`LoRAClassifier` whose forward pass opens, per sample, its task's adapter alone.
 

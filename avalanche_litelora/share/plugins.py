@@ -19,18 +19,14 @@ from avalanche_litelora.share.basis import validate_basis_choice
 from avalanche_litelora.checks import check_count
 from avalanche_litelora.share.model import ShareClassifier
 from avalanche_litelora.training.optimizer_groups import place_new_parameters
-from avalanche_litelora.models.access import model_of_type
+from avalanche_litelora.adapters.access import adapter_model_of
 from avalanche_litelora.training.distributed import (
     broadcast_state_,
     make_optimizer,
-    unwrap_model,
+    drop_ddp_wrapper,
     wrap_for_training,
 )
-
-
-def share_model(strategy) -> ShareClassifier:
-    """The Share model behind a strategy (possibly DDP-wrapped)."""
-    return model_of_type(strategy, ShareClassifier, "Share")
+from avalanche_litelora.registry import register
 
 
 def share_group_anchors(model: ShareClassifier):
@@ -51,10 +47,11 @@ def share_group_anchors(model: ShareClassifier):
 
 
 def _place(strategy) -> None:
-    model = share_model(strategy)
+    model = adapter_model_of(strategy, ShareClassifier)
     place_new_parameters(strategy.optimizer, model, share_group_anchors(model))
 
 
+@register
 class ShareOpenTaskPlugin(SupervisedPlugin, supports_distributed=True):
     """Before each experience: the task's coefficients and ``phi`` temporary basis vectors.
 
@@ -67,6 +64,8 @@ class ShareOpenTaskPlugin(SupervisedPlugin, supports_distributed=True):
     :param temporary_vectors: phi, extra basis vectors trained with each later task.
     """
 
+    lifecycle_step = "open"
+
     def __init__(self, pseudo_rank: int = 1, temporary_vectors: int = 2):
         super().__init__()
         self.pseudo_rank = check_count("pseudo_rank", pseudo_rank)
@@ -75,11 +74,11 @@ class ShareOpenTaskPlugin(SupervisedPlugin, supports_distributed=True):
     def before_train_dataset_adaptation(self, strategy, **kwargs):
         """Avalanche's head growth and optimizer update then see the plain model's names,
         and the head built by the strategy has its place in the user's optimizer."""
-        unwrap_model(strategy)
+        drop_ddp_wrapper(strategy)
         _place(strategy)
 
     def before_training_exp(self, strategy, **kwargs):
-        model = share_model(strategy)
+        model = adapter_model_of(strategy, ShareClassifier)
         names = model.open_tasks(
             list(strategy.experience.task_labels),
             pseudo_rank=self.pseudo_rank,
@@ -91,6 +90,7 @@ class ShareOpenTaskPlugin(SupervisedPlugin, supports_distributed=True):
         wrap_for_training(strategy)
 
 
+@register
 class ShareMergePlugin(SupervisedPlugin, supports_distributed=True):
     """After each experience: SVD merge of every task's adapter into the new shared basis.
 
@@ -104,6 +104,8 @@ class ShareMergePlugin(SupervisedPlugin, supports_distributed=True):
     :param k: fixed basis size instead of a threshold.
     """
 
+    lifecycle_step = "close"
+
     def __init__(self, explained_variance: Optional[float] = None, k: Optional[int] = None):
         super().__init__()
         validate_basis_choice(explained_variance, k)
@@ -113,9 +115,9 @@ class ShareMergePlugin(SupervisedPlugin, supports_distributed=True):
     def after_training_exp(self, strategy, **kwargs):
         if not _at_task_boundary(strategy.experience, before=False):
             return  # an online stream merges once, after its experience's last sub-experience
-        model = share_model(strategy)
+        model = adapter_model_of(strategy, ShareClassifier)
         model.merge_subspace(explained_variance=self.explained_variance, k=self.k)
         broadcast_state_(model, model.is_learned_key)
-        unwrap_model(strategy)
+        drop_ddp_wrapper(strategy)
         # the merge replaced the bases and coefficients: point the optimizer at the new ones
         make_optimizer(strategy, reset_optimizer_state=True)

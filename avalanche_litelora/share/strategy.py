@@ -6,12 +6,15 @@ from typing import Dict, List, Optional
 
 from avalanche.core import BasePlugin
 
-from avalanche_litelora.config import ShareConfig, accepts_config_keywords
+from avalanche_litelora.adapters.config import accepts_config_keywords
+from avalanche_litelora.share.config import ShareConfig
 from avalanche_litelora.share.model import MergeReport, ShareClassifier
 from avalanche_litelora.training.adapter_strategy import AdapterStrategy
-from avalanche_litelora.training.plugins.share import ShareMergePlugin, ShareOpenTaskPlugin
+from avalanche_litelora.share.plugins import ShareMergePlugin, ShareOpenTaskPlugin
+from avalanche_litelora.registry import register
 
 
+@register
 @accepts_config_keywords
 class ShareStrategy(AdapterStrategy):
     """Share: one shared LoRA subspace per layer, a few coefficients per task.
@@ -27,7 +30,7 @@ class ShareStrategy(AdapterStrategy):
 
     :param model: a plain backbone (wired here: LoRA layers, multi-head), or a ready
         :class:`ShareClassifier`, whose own rank, targets, head and unknown-task rule apply.
-    :param config: a :class:`~avalanche_litelora.config.ShareConfig`, or its fields as
+    :param config: a :class:`~avalanche_litelora.share.config.ShareConfig`, or its fields as
         keywords (``rank``, ``pseudo_rank``, ``explained_variance``, ...).
     Every other keyword goes to ``SupervisedTemplate``.
     """
@@ -35,6 +38,7 @@ class ShareStrategy(AdapterStrategy):
     model_class = ShareClassifier
     config_class = ShareConfig
     method_name = "Share"
+    scenarios = ("task_incremental",)
 
     def _method_plugins(self, config: ShareConfig) -> List[BasePlugin]:
         return [
@@ -42,28 +46,24 @@ class ShareStrategy(AdapterStrategy):
             ShareMergePlugin(explained_variance=config.explained_variance, k=config.k),
         ]
 
-    # Read-outs, straight from the model.
+    # Read-outs, straight from the model (``adapter_model``, the base strategy's).
     @property
     def share_model(self) -> ShareClassifier:
-        return self.adapter_model
-
-    @property
-    def lora_model(self) -> ShareClassifier:
-        """Same as :attr:`share_model`, under the LoRA strategies' name."""
-        return self.adapter_model
+        """Deprecated name of :attr:`adapter_model`."""
+        return self._former_accessor("share_model")
 
     def basis_sizes(self) -> Dict[str, int]:
-        return self.share_model.basis_sizes()
+        return self.adapter_model.basis_sizes()
 
     def per_task_lora_parameter_count(self, n_tasks: Optional[int] = None) -> int:
-        return self.share_model.per_task_lora_parameter_count(n_tasks)
+        return self.adapter_model.per_task_lora_parameter_count(n_tasks)
 
     def parameter_ratio(self) -> float:
-        return self.share_model.parameter_ratio()
+        return self.adapter_model.parameter_ratio()
 
     def reconstruction_errors(self) -> List[Dict[int, float]]:
-        return self.share_model.reconstruction_errors()
+        return self.adapter_model.reconstruction_errors()
 
     @property
     def merge_reports(self) -> List[MergeReport]:
-        return list(self.share_model.merge_reports)
+        return list(self.adapter_model.merge_reports)

@@ -28,7 +28,7 @@ from avalanche_litelora import (  # noqa: E402
     SequentialLoRAStrategy,
 )
 from avalanche_litelora.training.distributed import broadcast_state_  # noqa: E402
-from avalanche_litelora.training.share_strategy import ShareStrategy  # noqa: E402
+from avalanche_litelora.share.strategy import ShareStrategy  # noqa: E402
 from builders import MLP_TARGETS, digits_benchmark, quiet_evaluator, sgd, tiny_mlp  # noqa: E402
 
 SEED = 1234

@@ -5,7 +5,7 @@ from avalanche.models.utils import avalanche_model_adaptation
 from torch import nn
 
 from avalanche_litelora import LoRAClassifier
-from avalanche_litelora.models.pending_head import PendingHead
+from avalanche_litelora.adapters.pending_head import PendingHead
 from builders import MLP_TARGETS, digits_benchmark, tiny_mlp, tiny_vit
 
 

@@ -22,8 +22,8 @@ from torch.utils.data import TensorDataset
 
 from avalanche_litelora import LiteLoRAStrategy, LoRAClassifier, PerTaskLoRAStrategy
 from avalanche_litelora.backbones.text import pack_tokens
-from avalanche_litelora.models.pending_head import PendingHead
-from avalanche_litelora.models.surgery import RemovedClassifier, UnrecognisedClassifierWarning
+from avalanche_litelora.adapters.pending_head import PendingHead
+from avalanche_litelora.adapters.surgery import RemovedClassifier, UnrecognisedClassifierWarning
 from builders import quiet_evaluator, single_thread, tiny_vit
 
 transformers = pytest.importorskip("transformers")

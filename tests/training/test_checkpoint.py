@@ -24,7 +24,7 @@ from avalanche_litelora.training.checkpoint import (
 )
 from avalanche_litelora.training.loop import train_stream
 from avalanche_litelora.training.plugins import CheckpointPlugin, PruneClosedCandidatePlugin
-from avalanche_litelora.training.share_strategy import ShareStrategy
+from avalanche_litelora.share.strategy import ShareStrategy
 from builders import MLP_TARGETS, digits_benchmark, lite_kwargs, sgd, single_thread, tiny_mlp
 
 STRATEGIES = {

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from avalanche_litelora import LiteLoRAStrategy, LoRAClassifier
-from avalanche_litelora.training.plugins.selection import InertSelectionWarning
+from avalanche_litelora.lora.plugins.selection import InertSelectionWarning
 from builders import MLP_TARGETS, lite_kwargs, sgd, tiny_mlp
 
 

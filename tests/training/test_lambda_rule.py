@@ -52,7 +52,7 @@ def test_the_relative_rule_decides_alike_on_two_regimes_100x_apart_and_an_absolu
 
 
 def test_the_relative_rule_has_a_floor_on_the_task_own_scale():
-    from avalanche_litelora.training.plugins.selection import lambda_for
+    from avalanche_litelora.lora.plugins.selection import lambda_for
 
     assert lambda_for(0.4, "relative", 2.0, 10) == pytest.approx(0.8)
     # a bank whose loss is itself near zero: a share of it would be noise

@@ -13,7 +13,7 @@ from avalanche_litelora import (
     OpenCandidatePlugin,
     PruneClosedCandidatePlugin,
 )
-from avalanche_litelora.training.masking import keep_only_classes
+from avalanche_litelora.training.losses import keep_only_classes
 from builders import MLP_TARGETS, quiet_evaluator, tiny_mlp
 
 

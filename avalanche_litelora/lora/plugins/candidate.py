@@ -17,11 +17,14 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training.utils import _at_task_boundary
 
 from avalanche_litelora.checks import check_flag
-from avalanche_litelora.training.distributed import make_optimizer, unwrap_model, wrap_for_training
+from avalanche_litelora.training.distributed import make_optimizer, drop_ddp_wrapper, wrap_for_training
 from avalanche_litelora.training.optimizer_groups import place_new_parameters
-from avalanche_litelora.models.access import lora_model
+from avalanche_litelora.adapters.access import adapter_model_of
+from avalanche_litelora.lora.model import LoRAClassifier
+from avalanche_litelora.registry import register
 
 
+@register
 class OpenCandidatePlugin(SupervisedPlugin, supports_distributed=True):
     """Adds the experience's adapter, logit and magnitudes, then sets the magnitude phase.
 
@@ -36,6 +39,8 @@ class OpenCandidatePlugin(SupervisedPlugin, supports_distributed=True):
     :param single_adapter: open one adapter on the first experience and keep training it
         (sequential LoRA) instead of one per experience.
     """
+
+    lifecycle_step = "open"
 
     def __init__(self, train_past_magnitudes: bool = True, single_adapter: bool = False):
         super().__init__()
@@ -52,8 +57,8 @@ class OpenCandidatePlugin(SupervisedPlugin, supports_distributed=True):
             model.open_candidate()
 
     def _prepare(self, strategy, experience) -> None:
-        unwrap_model(strategy)  # Avalanche's head growth and optimizer update see plain names
-        model = lora_model(strategy)
+        drop_ddp_wrapper(strategy)  # Avalanche's head growth and optimizer update see plain names
+        model = adapter_model_of(strategy, LoRAClassifier)
         self.open_for(model, experience)
         place_new_parameters(strategy.optimizer, model)
 
@@ -64,10 +69,10 @@ class OpenCandidatePlugin(SupervisedPlugin, supports_distributed=True):
         if _at_task_boundary(strategy.experience, before=True):
             self._prepare(strategy, strategy.experience)
         else:
-            unwrap_model(strategy)
+            drop_ddp_wrapper(strategy)
 
     def before_training_exp(self, strategy, **kwargs):
-        model = lora_model(strategy)
+        model = adapter_model_of(strategy, LoRAClassifier)
         model.gate.selecting = False
         model.magnitude_phase(self.train_past_magnitudes)
         if _at_task_boundary(strategy.experience, before=True):

@@ -5,9 +5,12 @@ from __future__ import annotations
 from avalanche.core import SupervisedPlugin
 from avalanche.training.utils import _at_task_boundary
 
-from avalanche_litelora.models.access import lora_model
+from avalanche_litelora.adapters.access import adapter_model_of
+from avalanche_litelora.lora.model import LoRAClassifier
+from avalanche_litelora.registry import register
 
 
+@register
 class FreezeBankPlugin(SupervisedPlugin, supports_distributed=True):
     """Freezes the kept candidate (adapter, magnitude-form switch, logit), then hands the
     model back with what trains between experiences: the head and the magnitudes the next
@@ -19,10 +22,12 @@ class FreezeBankPlugin(SupervisedPlugin, supports_distributed=True):
     bank is frozen once, at the end of the experience's last sub-experience.
     """
 
+    lifecycle_step = "close"
+
     def after_training_exp(self, strategy, **kwargs):
         if not _at_task_boundary(strategy.experience, before=False):
             return
-        model = lora_model(strategy)
+        model = adapter_model_of(strategy, LoRAClassifier)
         name = model.candidate
         if name is not None:
             model.freeze(name)

@@ -17,10 +17,13 @@ from avalanche_litelora.training.distributed import (
     make_optimizer,
     wrap_for_training,
 )
-from avalanche_litelora.models.phases import Phase
-from avalanche_litelora.models.access import lora_model
+from avalanche_litelora.lora.phases import Phase
+from avalanche_litelora.adapters.access import adapter_model_of
+from avalanche_litelora.lora.model import LoRAClassifier
+from avalanche_litelora.registry import register
 
 
+@register
 class PruneClosedCandidatePlugin(SupervisedPlugin, supports_distributed=True):
     """Removes a rejected candidate from the model and the optimizer, then refits the head.
 
@@ -28,10 +31,12 @@ class PruneClosedCandidatePlugin(SupervisedPlugin, supports_distributed=True):
     it is gone they are refit for ``refit_steps`` minibatches on the reused bank (the
     reference code skips this) under the training loss itself, so the refit sees what
     training saw: class-incremental, a minibatch of the current classes alone moves their
-    rows only, and a rehearsed one (:mod:`avalanche_litelora.training.masking`) every seen
+    rows only, and a rehearsed one (:mod:`avalanche_litelora.training.losses`) every seen
     class's. Under torchrun the decision is rank 0's, broadcast with its bank, so every rank
     keeps or prunes the same adapter.
     """
+
+    lifecycle_step = "prune"
 
     def __init__(self, refit_steps: int = 50, refit_lr: float = 0.01):
         super().__init__()
@@ -46,7 +51,7 @@ class PruneClosedCandidatePlugin(SupervisedPlugin, supports_distributed=True):
     def after_training_exp(self, strategy, **kwargs):
         if not _at_task_boundary(strategy.experience, before=False):
             return  # an online stream decides once, after its last sub-experience
-        model = lora_model(strategy)
+        model = adapter_model_of(strategy, LoRAClassifier)
         name = model.candidate
         if name is None or len(model.adapter_names) < 2:
             return

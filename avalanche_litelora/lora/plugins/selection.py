@@ -14,14 +14,16 @@ from avalanche.training.utils import _at_task_boundary
 
 from avalanche_litelora._warnings import OncePerRun
 from avalanche_litelora.checks import check_choice, check_count, check_real
-from avalanche_litelora.lora.adapter_layer import set_trainable
+from avalanche_litelora.adapters.layer import set_trainable
 from avalanche_litelora.lora.gate import GATE_NOISES, GATE_SAMPLINGS, LAMBDA_RULES
-from avalanche_litelora.training.plugins.candidate_losses import DecisionWatch, candidate_losses
+from avalanche_litelora.lora.plugins.candidate_losses import DecisionWatch, candidate_losses
 from avalanche_litelora.training.compatibility import runs_during_selection
 from avalanche_litelora.training.distributed import wrap_for_training
-from avalanche_litelora.models.phases import Phase
-from avalanche_litelora.models.access import lora_model
+from avalanche_litelora.lora.phases import Phase
+from avalanche_litelora.adapters.access import adapter_model_of
+from avalanche_litelora.lora.model import LoRAClassifier
 from avalanche_litelora.progress import close_phase_bar, open_phase_bar
+from avalanche_litelora.registry import register
 
 
 #: Under the relative rule lambda is never below this share of the chance loss log(classes):
@@ -91,6 +93,7 @@ class SelectionBatches:
         return itertools.islice(self._chunks(), self.steps)
 
 
+@register
 class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
     """Trains only the candidate's gate logit once an experience's training epochs are done.
 
@@ -113,6 +116,8 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
     :param gate_noise: ``"gumbel"`` (the reference code) or ``"logistic"`` (binary concrete).
     :param gate_sampling: ``"per_call"`` (the reference code) or ``"per_forward"``.
     """
+
+    lifecycle_step = "select"
 
     def __init__(
         self,
@@ -215,7 +220,7 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
     def after_training_exp(self, strategy, **kwargs):
         if not _at_task_boundary(strategy.experience, before=False):
             return  # an online stream selects once, after the experience's last sub-experience
-        model = lora_model(strategy)
+        model = adapter_model_of(strategy, LoRAClassifier)
         self._last_steps = 0
         if model.candidate is None or not any(n != model.candidate for n in model.adapter_names):
             return
@@ -228,7 +233,7 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
             self.abort_experience(strategy)
 
     def _enter(self, strategy) -> None:
-        model = lora_model(strategy)
+        model = adapter_model_of(strategy, LoRAClassifier)
         model.set_phase(Phase.SELECTION)
         model.gate.noise = self.gate_noise
         model.gate.sampling = self.gate_sampling
@@ -256,7 +261,7 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
 
     def before_backward(self, strategy, **kwargs):
         if self.selecting and self._last_lambda:
-            beta = lora_model(strategy).gate.last_candidate_value
+            beta = adapter_model_of(strategy, LoRAClassifier).gate.last_candidate_value
             strategy.loss = strategy.loss + self._last_lambda * beta.abs()
 
     def abort_experience(self, strategy) -> None:
@@ -267,7 +272,7 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
         strategy.optimizer, strategy.dataloader, strategy._stop_training = self._saved
         strategy.plugins = self._saved_plugins
         self._saved = None
-        model = lora_model(strategy)
+        model = adapter_model_of(strategy, LoRAClassifier)
         model.gate.selecting = False
         if model.candidate is not None:
             set_trainable([model.gate.logits[model.candidate]], False)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from avalanche_litelora.training.plugins.candidate import OpenCandidatePlugin
+from avalanche_litelora.lora.plugins.candidate import OpenCandidatePlugin
+from avalanche_litelora.registry import register
 
 
+@register
 class OpenTaskAdapterPlugin(OpenCandidatePlugin):
     """Opens an adapter for a task the bank has not seen; a task seen before trains its own.
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-from avalanche_litelora.models.adapter_model import backbone_signature
+from avalanche_litelora.adapters.model import backbone_signature
 from avalanche_litelora.training.checkpoint.format import _is_plain
-from avalanche_litelora.training.checkpoint.parts import _qualname, _unwrap
+from avalanche_litelora.adapters.access import unwrap_ddp
+from avalanche_litelora.training.checkpoint.parts import _qualname
 
 
 def _public_scalars(obj: Any) -> Dict[str, Any]:
@@ -30,7 +31,7 @@ def config_fingerprint(strategy) -> Dict[str, Any]:
     the model's own (``model.checkpoint_fingerprint()``; for any other model, the names,
     shapes and dtypes of its weights).
     """
-    model = _unwrap(strategy.model)
+    model = unwrap_ddp(strategy.model)
     plugin_settings = []
     for plugin in strategy.plugins:
         if type(plugin).__module__.startswith("avalanche_litelora."):
@@ -69,7 +70,7 @@ def config_fingerprint(strategy) -> Dict[str, Any]:
 RENAMED_CLASSES = {
     "avalanche_litelora.training.plugins.guards.BankGuardPlugin":
         "avalanche_litelora.training.plugins.guards.AdapterGuardPlugin",
-    "avalanche_litelora.training.plugins.share.ShareGuardPlugin":
+    "avalanche_litelora.share.plugins.ShareGuardPlugin":
         "avalanche_litelora.training.plugins.guards.AdapterGuardPlugin",
 }
 

@@ -11,14 +11,11 @@ from typing import Any, Dict
 
 import torch
 
-from avalanche_litelora.models.access import unwrap
+from avalanche_litelora.adapters.access import unwrap_ddp
 
 def _qualname(obj: Any) -> str:
     cls = obj if isinstance(obj, type) else type(obj)
     return f"{cls.__module__}.{cls.__qualname__}"
-
-
-_unwrap = unwrap  # the one DDP unwrap, under the name this package's modules use
 
 
 def _generators(strategy) -> Dict[str, torch.Generator]:

@@ -1,0 +1,186 @@
+"""The import paths and names of version 0.1.0, kept working for one release with a DeprecationWarning.
+
+One table serves both kinds of old reference: old code importing a moved module or name, and
+old checkpoints whose pickled metric state names a class by its old module path (see
+:mod:`avalanche_litelora.training.checkpoint.bridge`). A moved module is served by a small
+proxy module (installed on ``sys.meta_path`` by the package's ``__init__``) that forwards
+every name to where it lives now; a package that still exists but lost names forwards them
+through its module-level ``__getattr__`` (:func:`getattr_for`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import sys
+import types
+import warnings
+from typing import Callable, Dict, Tuple
+
+_P = "avalanche_litelora."
+
+#: Former module -> the modules its names live in now, searched in order.
+FORMER_MODULES: Dict[str, Tuple[str, ...]] = {
+    "config": ("lora.config", "share.config", "adapters.config"),
+    "models": ("lora", "adapters"),
+    "models.access": ("adapters.access",),
+    "models.adapter_model": ("adapters.model",),
+    "models.heads": ("adapters.heads",),
+    "models.pending_head": ("adapters.pending_head",),
+    "models.seeded_heads": ("adapters.seeded_heads",),
+    "models.seeding": ("adapters.seeding",),
+    "models.surgery": ("adapters.surgery",),
+    "models.lora_classifier": ("lora.model",),
+    "models.bank_loading": ("lora.loading",),
+    "models.bank_readouts": ("lora.readouts",),
+    "models.phases": ("lora.phases",),
+    "models.task_routed": ("lora.task_routed",),
+    "lora.adapter_layer": ("adapters.layer",),
+    "lora.bank": ("adapters.stacked", "lora.layer"),
+    "lora.inject": ("adapters.inject", "lora.layer"),
+    "training.strategies": ("lora.strategies",),
+    "training.share_strategy": ("share.strategy",),
+    "training.masking": ("training.losses",),
+    "training.plugins.candidate": ("lora.plugins.candidate",),
+    "training.plugins.candidate_losses": ("lora.plugins.candidate_losses",),
+    "training.plugins.selection": ("lora.plugins.selection",),
+    "training.plugins.prune": ("lora.plugins.prune",),
+    "training.plugins.freeze": ("lora.plugins.freeze",),
+    "training.plugins.merge": ("lora.plugins.merge",),
+    "training.plugins.task_routing": ("lora.plugins.task_routing",),
+    "training.plugins.share": ("share.plugins",),
+    "metrics._bank_access": ("adapters.access", "metrics.bank_readouts"),
+}
+
+#: (former module, former name) -> (module, name) now, for names that changed or moved
+#: out of a package that still exists.
+FORMER_NAMES: Dict[Tuple[str, str], Tuple[str, str]] = {
+    ("models.access", "unwrap"): ("adapters.access", "unwrap_ddp"),
+    ("models.access", "model_of_type"): ("adapters.access", "adapter_model_of"),
+    ("models.access", "lora_model"): ("former_names", "_lora_model"),
+    ("metrics._bank_access", "BankLookup"): ("metrics.bank_readouts", "OptionalLoRAClassifier"),
+    ("training.distributed", "unwrap_model"): ("training.distributed", "drop_ddp_wrapper"),
+    ("training.plugins.guards", "adapter_model"): ("adapters.access", "adapter_model_of"),
+    ("training.plugins.share", "share_model"): ("former_names", "_share_model"),
+    ("config", "ALL_CONFIGS"): ("adapters.config", "REGISTERED_CONFIGS"),
+    ("config", "_Checked"): ("adapters.config", "SettingsBase"),
+    ("lora", "AdapterLayer"): ("adapters.layer", "AdapterLayer"),
+    ("lora", "find_target_modules"): ("adapters.inject", "find_target_modules"),
+    ("lora", "DEFAULT_TARGET_MODULES"): ("adapters.inject", "AUTO_TARGETS"),
+    ("lora.inject", "DEFAULT_TARGET_MODULES"): ("adapters.inject", "AUTO_TARGETS"),
+    **{(module, guard): ("training.plugins.guards", "AdapterGuardPlugin")
+       for module in ("training.plugins", "training.plugins.guards", "training.plugins.share")
+       for guard in ("BankGuardPlugin", "ShareGuardPlugin")},
+    **{("training.plugins", name): ("lora.plugins", name)
+       for name in ("OpenCandidatePlugin", "GateSelectionPlugin", "PruneClosedCandidatePlugin",
+                    "FreezeBankPlugin", "MergedEvalPlugin")},
+    **{("training.plugins", name): ("share.plugins", name) for name in ("ShareOpenTaskPlugin", "ShareMergePlugin")},
+    **{("training", name): ("lora.strategies", name)
+       for name in ("HeadOnlyStrategy", "LiteLoRAStrategy", "PerTaskLoRAStrategy", "SequentialLoRAStrategy",
+                    "TaskRoutedLoRAStrategy")},
+    ("training", "ShareStrategy"): ("share.strategy", "ShareStrategy"),
+}
+
+
+def _lora_model(strategy):
+    """Former ``models.access.lora_model``: the LoRA bank behind a strategy."""
+    from avalanche_litelora.adapters.access import adapter_model_of
+    from avalanche_litelora.lora.model import LoRAClassifier
+
+    return adapter_model_of(strategy, LoRAClassifier)
+
+
+def _share_model(strategy):
+    """Former ``training.plugins.share.share_model``: the Share model behind a strategy."""
+    from avalanche_litelora.adapters.access import adapter_model_of
+    from avalanche_litelora.share.model import ShareClassifier
+
+    return adapter_model_of(strategy, ShareClassifier)
+
+
+def _warn(old: str, new: str) -> None:
+    warnings.warn(f"{old} is deprecated and will be removed in the next release: use {new}",
+                  DeprecationWarning, stacklevel=3)
+
+
+def resolve(former_module: str, name: str):
+    """The object a former module's name refers to now (``former_module`` without the package prefix)."""
+    key = (former_module, name)
+    if key in FORMER_NAMES:
+        module, new_name = FORMER_NAMES[key]
+        return getattr(importlib.import_module(_P + module), new_name)
+    for module in FORMER_MODULES.get(former_module, ()):
+        target = importlib.import_module(_P + module)
+        if hasattr(target, name):
+            return getattr(target, name)
+        try:  # a submodule of a package the former one became
+            return importlib.import_module(f"{_P}{module}.{name}")
+        except ModuleNotFoundError:
+            continue
+    raise AttributeError(f"module {_P + former_module!r} has no attribute {name!r}")
+
+
+def where_now(former_module: str, name: str) -> str:
+    key = (former_module, name)
+    if key in FORMER_NAMES:
+        module, new_name = FORMER_NAMES[key]
+        return f"{_P}{module}.{new_name}"
+    obj = resolve(former_module, name)
+    return f"{getattr(obj, '__module__', None) or _P + former_module}.{name}"
+
+
+def getattr_for(module_name: str) -> Callable[[str], object]:
+    """A module-level ``__getattr__`` for a package that still exists but lost former names."""
+    short = module_name[len(_P):]
+
+    def __getattr__(name: str):
+        if (short, name) not in FORMER_NAMES:
+            raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
+        _warn(f"{module_name}.{name}", where_now(short, name))
+        return resolve(short, name)
+
+    return __getattr__
+
+
+class _FormerModule(types.ModuleType):
+    """A former module: every attribute forwarded to where it lives now."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        short = self.__name__[len(_P):]
+        value = resolve(short, name)
+        if (short, name) in FORMER_NAMES:
+            _warn(f"{self.__name__}.{name}", where_now(short, name))
+        return value
+
+
+class _FormerModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Serves ``import avalanche_litelora.<former module>`` with a forwarding proxy, and a warning."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if not fullname.startswith(_P) or fullname[len(_P):] not in FORMER_MODULES:
+            return None
+        is_package = any(k.startswith(fullname[len(_P):] + ".") for k in FORMER_MODULES)
+        return importlib.machinery.ModuleSpec(fullname, self, is_package=is_package)
+
+    def create_module(self, spec):
+        module = _FormerModule(spec.name)
+        if spec.submodule_search_locations is not None:
+            module.__path__ = []
+        return module
+
+    def exec_module(self, module):
+        now = ", ".join(_P + m for m in FORMER_MODULES[module.__name__[len(_P):]])
+        warnings.warn(f"{module.__name__} is deprecated and will be removed in the next release: "
+                      f"its names live in {now}", DeprecationWarning, stacklevel=2)
+
+
+_FINDER = _FormerModuleFinder()
+
+
+def install() -> None:
+    """Put the finder first on ``sys.meta_path`` (once): a former module is never a file any more."""
+    if _FINDER not in sys.meta_path:
+        sys.meta_path.insert(0, _FINDER)
