@@ -11,7 +11,7 @@ from avalanche_litelora.adapters.heads import find_classifier, make_head, remove
 class FineTunedClassifier(MultiTaskModule):
     """Backbone features into an IncrementalClassifier (or a MultiHeadClassifier with task labels).
 
-    Unlike :class:`~avalanche_litelora.models.LoRAClassifier` nothing is frozen: Naive, EWC,
+    Unlike :class:`~avalanche_litelora.LoRAClassifier` nothing is frozen: Naive, EWC,
     LwF, Replay and joint training fine-tune every weight, as they normally would.
     """
 

@@ -38,7 +38,8 @@ from torch.utils.data import DataLoader
 from avalanche_litelora.backbones import create_backbone
 from avalanche_litelora.data import redundancy_of
 from avalanche_litelora.training.losses import ClassRestrictedLoss, restrict_per_sample
-from avalanche_litelora.adapters.access import lora_model
+from avalanche_litelora import LoRAClassifier
+from avalanche_litelora.adapters.access import adapter_model_of
 from benchmarks.methods import Budget, build_strategy
 from avalanche_litelora.lora.plugins.candidate_losses import candidate_losses
 from benchmarks.streams import build_stream, get_stream
@@ -106,7 +107,7 @@ class HeldOutBenefitProbe(SupervisedPlugin):
         self._seen = False
 
     def before_training_iteration(self, strategy, **kwargs):
-        model = lora_model(strategy)
+        model = adapter_model_of(strategy, LoRAClassifier)
         if self._seen or not model.gate.selecting:
             return
         self._seen = True
@@ -133,7 +134,7 @@ class HeldOutBenefitProbe(SupervisedPlugin):
         })
 
     def after_training_iteration(self, strategy, **kwargs):
-        model = lora_model(strategy)
+        model = adapter_model_of(strategy, LoRAClassifier)
         if self.records and model.gate.selecting and model.candidate == self.records[-1]["candidate"]:
             self.records[-1]["final_logit"] = float(model.gate.logits[model.candidate].detach())
 

@@ -15,7 +15,7 @@ import torch
 from avalanche.training import EWC, JointTraining, LwF, Naive, Replay
 from torch.nn import CrossEntropyLoss
 
-from avalanche_litelora.training import (
+from avalanche_litelora import (
     HeadOnlyStrategy,
     LiteLoRAStrategy,
     PerTaskLoRAStrategy,

@@ -37,7 +37,7 @@ from avalanche_litelora.data.streams import subsample_benchmark
 from avalanche_litelora.evaluation import litelora_evaluator, litelora_metrics
 from avalanche_litelora.metrics import (accuracy_row, average_anytime_accuracy, average_forgetting,
                                         backward_transfer, final_accuracy, just_trained_accuracy)
-from avalanche_litelora.training import LiteLoRAStrategy, PerTaskLoRAStrategy
+from avalanche_litelora import LiteLoRAStrategy, PerTaskLoRAStrategy
 from avalanche_litelora.training.loop import train_stream
 from avalanche_litelora.training.optimizer_groups import ROLE_KEY
 from avalanche_litelora.training.plugins.autocast import AutocastPlugin, bf16_supported
@@ -289,7 +289,7 @@ def run_one(name: str, seed: int, cfg: Dict[str, Any], args, device, world: int,
     train_time = time.perf_counter() - start
     matrix = [accuracy_row(r, n) for r in results]
     test_sizes = [len(exp.dataset) for exp in benchmark.test_stream]
-    model = strategy.lora_model
+    model = strategy.adapter_model
     unmerged = merged = float("nan")
     if cfg["throughput_samples"]:
         x, t = sample_inputs(benchmark.test_stream, cfg["throughput_samples"], device)

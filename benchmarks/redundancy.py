@@ -15,7 +15,8 @@ import torch
 from avalanche.core import SupervisedPlugin
 
 from avalanche_litelora.analysis import analyse_model
-from avalanche_litelora.adapters.access import lora_model
+from avalanche_litelora import LoRAClassifier
+from avalanche_litelora.adapters.access import adapter_model_of
 from avalanche_litelora.lora.plugins.candidate_losses import candidate_losses
 
 
@@ -33,7 +34,7 @@ class CandidateRedundancyProbe(SupervisedPlugin):
     def before_training_iteration(self, strategy, **kwargs):
         # the selection phase runs inside after_training_exp, through training_epoch: its
         # first iteration is the first moment the candidate is trained and not yet decided
-        model = lora_model(strategy)
+        model = adapter_model_of(strategy, LoRAClassifier)
         if self._seen_this_experience or not model.gate.selecting:
             return
         self._seen_this_experience = True
@@ -48,7 +49,7 @@ class CandidateRedundancyProbe(SupervisedPlugin):
         })
 
     def after_training_iteration(self, strategy, **kwargs):
-        model = lora_model(strategy)
+        model = adapter_model_of(strategy, LoRAClassifier)
         if self.records and model.gate.selecting and model.candidate == self.records[-1]["candidate"]:
             # the logit as the phase leaves it, before the prune plugin reads its sign
             self.records[-1]["final_logit"] = float(model.gate.logits[model.candidate].detach())
@@ -61,7 +62,7 @@ class CandidateRedundancyProbe(SupervisedPlugin):
 
     def decisions(self, strategy) -> List[Dict[str, Any]]:
         """The records, each marked kept or pruned by the end of the run."""
-        pruned = set(lora_model(strategy).pruned_adapters)
+        pruned = set(adapter_model_of(strategy, LoRAClassifier).pruned_adapters)
         return [dict(r, pruned=r["candidate"] in pruned) for r in self.records]
 
 

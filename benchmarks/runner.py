@@ -61,7 +61,7 @@ def _evaluator(log_dir: Optional[Path], stream: str, lora: bool) -> EvaluationPl
 
 def _bank_model(strategy):
     """The adapter model of a bank strategy (unwrapped from DDP), or None for baselines."""
-    return getattr(strategy, "lora_model", None)
+    return getattr(strategy, "adapter_model", None) if getattr(strategy, "is_bank", False) else None
 
 
 def _inference(strategy, x, t, batch_size, bare=None) -> Dict[str, float]:

@@ -14,7 +14,7 @@ from avalanche_litelora import (
     ShareStrategy,
     TaskRoutedLoRAStrategy,
 )
-from avalanche_litelora.training.plugins import GateSelectionPlugin, PruneClosedCandidatePlugin
+from avalanche_litelora import GateSelectionPlugin, PruneClosedCandidatePlugin
 from builders import MLP_TARGETS, sgd, tiny_mlp
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from avalanche_litelora.adapters.inject import inject_lora
+from avalanche_litelora.lora.layer import inject_lora
 from avalanche_litelora.lora.layer import LoRALinear
 from builders import MLP_TARGETS, tiny_mlp, tiny_vit
 

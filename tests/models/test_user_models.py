@@ -306,7 +306,7 @@ def test_a_feature_dim_that_contradicts_the_classifier_is_refused_before_anythin
 def test_what_was_done_is_logged_once_at_info_with_why_the_targets_fell_back(caplog):
     with caplog.at_level(logging.INFO, logger="avalanche_litelora"):
         lora = LoRAClassifier(SimpleCNN(num_classes=10), rank=2)
-    records = [r for r in caplog.records if r.name.startswith("avalanche_litelora.models")]
+    records = [r for r in caplog.records if r.name.startswith("avalanche_litelora.adapters")]
     assert len(records) == 1 and records[0].getMessage() == lora.surgery_report
     report = lora.surgery_report
     assert "SimpleCNN without 'classifier.0'" in report and "nn.Linear(64 -> 10)" in report

@@ -23,7 +23,8 @@ from avalanche_litelora.training.checkpoint import (
     save_checkpoint,
 )
 from avalanche_litelora.training.loop import train_stream
-from avalanche_litelora.training.plugins import CheckpointPlugin, PruneClosedCandidatePlugin
+from avalanche_litelora.training.plugins import CheckpointPlugin
+from avalanche_litelora import PruneClosedCandidatePlugin
 from avalanche_litelora.share.strategy import ShareStrategy
 from builders import MLP_TARGETS, digits_benchmark, lite_kwargs, sgd, single_thread, tiny_mlp
 

@@ -29,7 +29,7 @@ def test_head_only_trains_the_head_and_no_adapter(ci_benchmark):
     stream = list(ci_benchmark.train_stream)[:2]
     for exp in stream:
         strategy.train(exp)
-    model = strategy.lora_model
+    model = strategy.adapter_model
     assert model.adapter_names == [] and strategy.active_adapters == []
     assert model.adapter_parameter_count() == 0
     assert all(len(layer.adapters) == 0 for layer in model.lora_layers().values())

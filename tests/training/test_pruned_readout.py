@@ -4,7 +4,7 @@ import pytest
 
 from avalanche_litelora import LiteLoRAStrategy
 from avalanche_litelora.training.checkpoint import load_checkpoint, save_checkpoint
-from avalanche_litelora.training.plugins import PruneClosedCandidatePlugin
+from avalanche_litelora import PruneClosedCandidatePlugin
 from builders import digits_benchmark, lite_kwargs, sgd, single_thread, tiny_mlp
 
 one_thread = pytest.fixture(scope="module", autouse=True)(single_thread)
