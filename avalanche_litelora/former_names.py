@@ -53,34 +53,25 @@ FORMER_MODULES: Dict[str, Tuple[str, ...]] = {
     "metrics._bank_access": ("adapters.access", "metrics.bank_readouts"),
 }
 
-#: (former module, former name) -> (module, name) now, for names that changed or moved
-#: out of a package that still exists.
-FORMER_NAMES: Dict[Tuple[str, str], Tuple[str, str]] = {
-    ("models.access", "unwrap"): ("adapters.access", "unwrap_ddp"),
-    ("models.access", "model_of_type"): ("adapters.access", "adapter_model_of"),
-    ("models.access", "lora_model"): ("former_names", "_lora_model"),
-    ("metrics._bank_access", "BankLookup"): ("metrics.bank_readouts", "OptionalLoRAClassifier"),
-    ("training.distributed", "unwrap_model"): ("training.distributed", "drop_ddp_wrapper"),
-    ("training.plugins.guards", "adapter_model"): ("adapters.access", "adapter_model_of"),
-    ("training.plugins.share", "share_model"): ("former_names", "_share_model"),
-    ("config", "ALL_CONFIGS"): ("adapters.config", "REGISTERED_CONFIGS"),
-    ("config", "_Checked"): ("adapters.config", "SettingsBase"),
-    ("lora", "AdapterLayer"): ("adapters.layer", "AdapterLayer"),
-    ("lora", "find_target_modules"): ("adapters.inject", "find_target_modules"),
-    ("lora", "DEFAULT_TARGET_MODULES"): ("adapters.inject", "AUTO_TARGETS"),
-    ("lora.inject", "DEFAULT_TARGET_MODULES"): ("adapters.inject", "AUTO_TARGETS"),
-    **{(module, guard): ("training.plugins.guards", "AdapterGuardPlugin")
-       for module in ("training.plugins", "training.plugins.guards", "training.plugins.share")
-       for guard in ("BankGuardPlugin", "ShareGuardPlugin")},
-    **{("training.plugins", name): ("lora.plugins", name)
-       for name in ("OpenCandidatePlugin", "GateSelectionPlugin", "PruneClosedCandidatePlugin",
-                    "FreezeBankPlugin", "MergedEvalPlugin")},
-    **{("training.plugins", name): ("share.plugins", name) for name in ("ShareOpenTaskPlugin", "ShareMergePlugin")},
-    **{("training", name): ("lora.strategies", name)
-       for name in ("HeadOnlyStrategy", "LiteLoRAStrategy", "PerTaskLoRAStrategy", "SequentialLoRAStrategy",
-                    "TaskRoutedLoRAStrategy")},
-    ("training", "ShareStrategy"): ("share.strategy", "ShareStrategy"),
+#: Former name -> (module, name) now, for names that changed, wherever they were imported from.
+RENAMED: Dict[str, Tuple[str, str]] = {
+    "unwrap": ("adapters.access", "unwrap_ddp"),
+    "model_of_type": ("adapters.access", "adapter_model_of"),
+    "adapter_model": ("adapters.access", "adapter_model_of"),
+    "lora_model": ("former_names", "_lora_model"),
+    "share_model": ("former_names", "_share_model"),
+    "BankLookup": ("metrics.bank_readouts", "OptionalLoRAClassifier"),
+    "unwrap_model": ("training.distributed", "drop_ddp_wrapper"),
+    "ALL_CONFIGS": ("adapters.config", "REGISTERED_CONFIGS"),
+    "_Checked": ("adapters.config", "SettingsBase"),
+    "DEFAULT_TARGET_MODULES": ("adapters.inject", "AUTO_TARGETS"),
+    "BankGuardPlugin": ("training.plugins.guards", "AdapterGuardPlugin"),
+    "ShareGuardPlugin": ("training.plugins.guards", "AdapterGuardPlugin"),
 }
+
+#: Where a name that left a package that still exists (``training``, ``training.plugins``,
+#: ``lora``) is looked up: the method folders and the shared base, in this order.
+_HOMES = ("lora", "share", "adapters", "training.plugins")
 
 
 def _lora_model(strategy):
@@ -106,14 +97,13 @@ def _warn(old: str, new: str) -> None:
 
 def resolve(former_module: str, name: str):
     """The object a former module's name refers to now (``former_module`` without the package prefix)."""
-    key = (former_module, name)
-    if key in FORMER_NAMES:
-        module, new_name = FORMER_NAMES[key]
+    if name in RENAMED:
+        module, new_name = RENAMED[name]
         return getattr(importlib.import_module(_P + module), new_name)
-    for module in FORMER_MODULES.get(former_module, ()):
+    for module in FORMER_MODULES.get(former_module, ()) + _HOMES:
         target = importlib.import_module(_P + module)
-        if hasattr(target, name):
-            return getattr(target, name)
+        if name in vars(target):
+            return vars(target)[name]
         try:  # a submodule of a package the former one became
             return importlib.import_module(f"{_P}{module}.{name}")
         except ModuleNotFoundError:
@@ -121,13 +111,16 @@ def resolve(former_module: str, name: str):
     raise AttributeError(f"module {_P + former_module!r} has no attribute {name!r}")
 
 
-def where_now(former_module: str, name: str) -> str:
-    key = (former_module, name)
-    if key in FORMER_NAMES:
-        module, new_name = FORMER_NAMES[key]
+def where_now(name: str, value) -> str:
+    if name in RENAMED:
+        module, new_name = RENAMED[name]
         return f"{_P}{module}.{new_name}"
-    obj = resolve(former_module, name)
-    return f"{getattr(obj, '__module__', None) or _P + former_module}.{name}"
+    return f"{getattr(value, '__module__', None) or 'avalanche_litelora'}.{name}"
+
+
+def _is_submodule(module_name: str, name: str) -> bool:
+    path = getattr(sys.modules.get(module_name), "__path__", None)
+    return bool(path) and importlib.machinery.PathFinder.find_spec(f"{module_name}.{name}", path) is not None
 
 
 def getattr_for(module_name: str) -> Callable[[str], object]:
@@ -135,10 +128,11 @@ def getattr_for(module_name: str) -> Callable[[str], object]:
     short = module_name[len(_P):]
 
     def __getattr__(name: str):
-        if (short, name) not in FORMER_NAMES:
+        if name.startswith("__") or _is_submodule(module_name, name):  # the import system's to load
             raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
-        _warn(f"{module_name}.{name}", where_now(short, name))
-        return resolve(short, name)
+        value = resolve(short, name)
+        _warn(f"{module_name}.{name}", where_now(name, value))
+        return value
 
     return __getattr__
 
@@ -149,10 +143,9 @@ class _FormerModule(types.ModuleType):
     def __getattr__(self, name: str):
         if name.startswith("__"):
             raise AttributeError(name)
-        short = self.__name__[len(_P):]
-        value = resolve(short, name)
-        if (short, name) in FORMER_NAMES:
-            _warn(f"{self.__name__}.{name}", where_now(short, name))
+        value = resolve(self.__name__[len(_P):], name)
+        if name in RENAMED:
+            _warn(f"{self.__name__}.{name}", where_now(name, value))
         return value
 
 

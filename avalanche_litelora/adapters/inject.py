@@ -12,6 +12,7 @@ from typing import Dict, Optional, Sequence, Tuple, Type, Union
 from torch import nn
 
 from avalanche_litelora.adapters.layer import AdapterLayer, is_adaptable, qkv_slices
+from avalanche_litelora.former_names import getattr_for as _getattr_for
 
 #: ``target_modules="auto"``, the default: timm ViT attention's fused projection ``qkv``, on
 #: its q and v slices. A model without ``qkv`` falls back to a transformers encoder's query /
@@ -187,12 +188,4 @@ def inject_adapters(
     return swap_in_adapter_layers(model, wrappers)
 
 
-def __getattr__(name: str):
-    """``DEFAULT_TARGET_MODULES``, the former default, means ``"auto"`` for one release."""
-    if name == "DEFAULT_TARGET_MODULES":
-        import warnings
-
-        warnings.warn("DEFAULT_TARGET_MODULES is deprecated: use target_modules='auto' (AUTO_TARGETS)",
-                      DeprecationWarning, stacklevel=2)
-        return AUTO_TARGETS
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = _getattr_for(__name__)  # DEFAULT_TARGET_MODULES, the former default, means "auto"

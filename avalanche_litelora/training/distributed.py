@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from avalanche_litelora.adapters.access import unwrap_ddp
 from avalanche_litelora.training import protocol
+from avalanche_litelora.former_names import getattr_for as _getattr_for
 
 
 def is_distributed() -> bool:
@@ -203,3 +204,6 @@ class RankSafeTemplateMixin:
         """Every rank evaluates the whole experience: Avalanche's metrics are per process."""
         super().make_eval_dataloader(**kwargs)
         evaluate_every_sample(self)
+
+
+__getattr__ = _getattr_for(__name__)  # names this module had in 0.1.0, deprecated

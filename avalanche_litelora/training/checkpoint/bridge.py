@@ -40,7 +40,7 @@ def class_today(module: str, name: str) -> Optional[Tuple[str, str]]:
     if not module.startswith(_PACKAGE):
         return None
     short = module[len(_PACKAGE):]
-    if short not in former_names.FORMER_MODULES and (short, name) not in former_names.FORMER_NAMES:
+    if short not in former_names.FORMER_MODULES and name not in former_names.RENAMED:
         return None
     try:
         cls = former_names.resolve(short, name)

@@ -25,6 +25,7 @@ from avalanche_litelora.adapters.access import adapter_model_of
 from avalanche_litelora.training import protocol
 from avalanche_litelora.training.plugins.current_classes import experience_classes
 from avalanche_litelora.registry import register
+from avalanche_litelora.former_names import getattr_for as _getattr_for
 
 
 def check_stream_fits(experience, model, method: str) -> None:
@@ -135,3 +136,5 @@ class AdapterGuardPlugin(EvalLeavesTrainingAlone, SupervisedPlugin, supports_dis
     def after_training_exp(self, strategy, **kwargs):
         self._snapshot = None
 
+
+__getattr__ = _getattr_for(__name__)  # names this module had in 0.1.0, deprecated
