@@ -42,3 +42,16 @@ def test_rank_too_large_for_some_layer_is_refused_before_any_swap():
 def test_duplicate_targets_are_refused():
     with pytest.raises(ValueError, match="duplicate"):
         inject_lora(tiny_vit(), target_modules=["qkv", "qkv"], rank=2)
+
+
+def test_auto_falls_back_and_an_explicit_qkv_never_does():
+    """``"auto"`` is the default; ``("qkv",)`` typed by a user or ``["qkv"]`` from JSON is a list
+    like any other, whether or not it equals the first choice "auto" tries."""
+    from avalanche_litelora.adapters.inject import AUTO_TARGETS, find_target_modules
+
+    assert set(MLP_TARGETS) <= set(find_target_modules(tiny_mlp(), AUTO_TARGETS))  # every Linear
+    for explicit in (("qkv",), ["qkv"]):
+        with pytest.raises(ValueError, match="no nn.Linear"):
+            find_target_modules(tiny_mlp(), explicit)
+    vit = tiny_vit()
+    assert find_target_modules(vit, ("qkv",)) == find_target_modules(vit, ["qkv"]) == find_target_modules(vit, "auto")
