@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One GPU, under 10 minutes: a short slice of the paper configuration on ViT-B/16.
 #
-#   bash benchmarks/gpu_check.sh                  # from the repository root
-#   DATA_ROOT=/data WEIGHTS=/ckpt/vit_b16_in21k.safetensors bash benchmarks/gpu_check.sh
+#   bash tools/gpu_check.sh                  # from the repository root
+#   DATA_ROOT=/data WEIGHTS=/ckpt/vit_b16_in21k.safetensors bash tools/gpu_check.sh
 #
 # Two experiences of Split ImageNet-R (the real folder under $DATA_ROOT if it is there,
 # otherwise a synthetic one in the official layout written first), LiteLoRA and SD-LoRA,

@@ -7,9 +7,9 @@ logistic regression (scikit-learn, lbfgs); the accuracy on the test split is
 reported for each backbone, by default the cross-dataset pretrained one and the
 random-init one of the same shape:
 
-    python benchmarks/linear_probe.py --dataset mnist --data-root data
+    python tools/linear_probe.py --dataset mnist --data-root data
         # vit_small28_fmnist (pretrained on Fashion-MNIST) vs vit_small28_random
-    python benchmarks/linear_probe.py --dataset fashion_mnist --data-root data
+    python tools/linear_probe.py --dataset fashion_mnist --data-root data
         # vit_small28_mnist (pretrained on MNIST) vs vit_small28_random
 
 Inputs are ``ToTensor()`` images ([0, 1]), as the backbones expect. Data loading

@@ -13,7 +13,7 @@ in "Revisiting the Transferability of Supervised Pretraining: an MLP Projector
 is All You Need" (Wang et al., NeurIPS 2022); ``linear`` is a single Linear.
 Both are discarded. With the linear head the backbone features collapse onto
 the pretraining classes and did *not* beat a random-init backbone on the
-cross-dataset linear probe (see benchmarks/linear_probe.py); the projector
+cross-dataset linear probe (see tools/linear_probe.py); the projector
 absorbs that collapse and keeps the backbone features transferable.
 
 Inputs are ``ToTensor()`` images ([0, 1], no mean/std normalisation), exactly what
@@ -27,9 +27,9 @@ when available (offline sources). Nothing is downloaded from the internet here.
 Commands used for the shipped weights (defaults: 3 epochs, batch 128, AdamW lr 1e-3,
 wd 0.05, 200 warmup steps + cosine, mlp head, seed 0, 1 torch thread)::
 
-    python benchmarks/pretrain_vit_small28.py --dataset fashion_mnist --data-root data \
+    python tools/pretrain_vit_small28.py --dataset fashion_mnist --data-root data \
         --out avalanche_litelora/backbones/weights/vit_small28_fmnist.safetensors
-    python benchmarks/pretrain_vit_small28.py --dataset mnist --data-root data \
+    python tools/pretrain_vit_small28.py --dataset mnist --data-root data \
         --out avalanche_litelora/backbones/weights/vit_small28_mnist.safetensors
 
 Recorded (torch 2.14.1 CPU, timm 1.0.31, shared 2-core machine, 1 thread):
@@ -40,7 +40,7 @@ Recorded (torch 2.14.1 CPU, timm 1.0.31, shared 2-core machine, 1 thread):
 
 (``--head linear``, same settings, run earlier: fashion_mnist 0.8625 in 299 s,
 mnist 0.9704 in 313 s, but no linear-probe gain over random init; see
-benchmarks/linear_probe.py.) Two torch threads are *slower* when another process
+tools/linear_probe.py.) Two torch threads are *slower* when another process
 keeps one core busy (OpenMP oversubscription: 0.6-0.8 s vs 0.25 s per step).
 """
 from __future__ import annotations

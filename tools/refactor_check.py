@@ -1,8 +1,8 @@
 """Does a refactor change what the strategies compute? Run this under two checkouts and diff.
 
     git worktree add /tmp/before <commit>
-    python benchmarks/refactor_check.py /tmp/before > before.json
-    python benchmarks/refactor_check.py .           > after.json
+    python tools/refactor_check.py /tmp/before > before.json
+    python tools/refactor_check.py .           > after.json
     diff before.json after.json          # empty: same accuracies, prune decisions and weights
 
 It trains LiteLoRA (two lambdas), per-task LoRA and Share on the test suite's digits stream

@@ -1,6 +1,6 @@
 """Time one LiteLoRA training step of ViT-B/16 (forward + backward, rank-10 q/v LoRA, SGD).
 
-    python benchmarks/vit_b16_step_time.py --batch 16 [--device cuda] [--bf16] [--repeats 3]
+    python tools/vit_b16_step_time.py --batch 16 [--device cuda] [--bf16] [--repeats 3]
 
 The backbone is randomly initialised (the cost does not depend on the weights); the
 candidate adapter, its magnitudes and the head train, as in a magnitude epoch of

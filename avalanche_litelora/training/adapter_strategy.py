@@ -50,7 +50,7 @@ POSITIONAL_ARGUMENTS = tuple(
 #: selection phase (its steps follow the minibatches), and an evaluation of 500 images that
 #: took over two minutes on a CPU. A frozen backbone under rank-4 adapters gains nothing from
 #: batch-1 steps. 64 and 256 are the sizes the package's benchmarks run with
-#: (``benchmarks.runner.RunSettings``): evaluation keeps no activations for a backward pass
+#: (``benchmarks.harness.runner.RunSettings``): evaluation keeps no activations for a backward pass
 #: and takes four times as many. An explicit value (keyword or positional, ``eval_mb_size=None``
 #: included, Avalanche's "as train_mb_size") always wins.
 DEFAULT_MINIBATCH_SIZES = {"train_mb_size": 64, "eval_mb_size": 256}

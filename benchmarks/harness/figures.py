@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from avalanche_litelora.metrics import forgetting_per_experience  # noqa: E402
-from benchmarks.report import mean_std  # noqa: E402
+from benchmarks.harness.report import mean_std  # noqa: E402
 
 
 def _by_stream(rows: Sequence[Dict[str, Any]]) -> Dict[str, List[Dict[str, Any]]]:

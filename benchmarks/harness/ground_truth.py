@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence
 
 from avalanche_litelora.data.redundancy_streams import ExperienceRedundancy, stream_redundancy
+from benchmarks.harness.methods import has_candidates
 
 #: The results.csv columns this module fills (empty on streams without ground truth).
 COLUMNS = ("redundant_total", "redundant_pruned", "novel_total", "novel_kept",
@@ -111,7 +112,7 @@ def decision_table(rows: Sequence[Dict[str, Any]]) -> str:
     lines: List[str] = []
     for row in rows:
         labels = row.get("ground_truth")
-        if not labels or not row["strategy"].startswith("litelora"):  # the others keep everything
+        if not labels or not has_candidates(row["strategy"]):  # the others keep everything
             continue
         records = decisions([ExperienceRedundancy(**lab) for lab in labels], row.get("pruned_names", []),
                             matrix=row.get("accuracy_matrix"))

@@ -24,9 +24,9 @@ from avalanche_litelora import (
     TaskRoutedLoRAStrategy,
 )
 from avalanche.training.plugins import ReplayPlugin
-from benchmarks.baseline_model import FineTunedClassifier
+from benchmarks.harness.baseline_model import FineTunedClassifier
 
-METHODS_FILE = Path(__file__).parent / "configs" / "methods.json"
+METHODS_FILE = Path(__file__).parents[1] / "configs" / "methods.json"
 
 #: The package's strategies by method name; every other key of such a method in
 #: methods.json is a field of the strategy's config (``config_class``).
@@ -40,7 +40,7 @@ LORA_STRATEGIES = {
     "share": ShareStrategy,
 }
 #: Keys of methods.json that the harness itself reads (not strategy settings).
-HARNESS_KEYS = ("family", "lr", "mem_size", "task_incremental_only")
+HARNESS_KEYS = ("family", "lr", "mem_size")
 
 
 def load_method_configs() -> Dict[str, Dict[str, Any]]:
@@ -78,7 +78,6 @@ def build_strategy(name: str, backbone, budget: Budget, evaluator, overrides: Di
         raise ValueError(f"unknown strategy {name!r}; choose from {sorted(configs)}")
     cfg = {**configs[name], **(overrides or {})}
     family, lr = cfg.pop("family"), cfg.pop("lr")
-    cfg.pop("task_incremental_only", None)
     if family in ("lora", "share"):
         cls = LORA_STRATEGIES[name]
         common = _common(budget, evaluator, budget.epochs)  # LiteLoRA's selection is extra
@@ -105,10 +104,17 @@ def build_strategy(name: str, backbone, budget: Budget, evaluator, overrides: Di
 
 
 def is_lora_family(name: str) -> bool:
-    return load_method_configs()[name]["family"] in ("lora", "share")
+    """One of the package's strategies (a frozen backbone under adapters), not a baseline."""
+    return name in LORA_STRATEGIES
+
+
+def has_candidates(name: str) -> bool:
+    """A method whose candidates are judged and may be pruned (its strategy class says so)."""
+    return name in LORA_STRATEGIES and LORA_STRATEGIES[name].has_candidates
 
 
 def runs_on(name: str, task_incremental: bool) -> bool:
-    """Share and task routing need task identity at inference: task-incremental streams only."""
-    cfg = load_method_configs()[name]
-    return task_incremental or not (cfg["family"] == "share" or cfg.get("task_incremental_only"))
+    """A method runs where its strategy's ``scenarios`` say (Share and task routing need task
+    identity at inference); Avalanche's baselines run everywhere."""
+    cls = LORA_STRATEGIES.get(name)
+    return task_incremental or cls is None or "class_incremental" in cls.scenarios

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Sequence
 
-from benchmarks.report import markdown_tables
+from benchmarks.harness.report import markdown_tables
 
 #: The reference's three task orders, in the order its README reports them.
 ORDERS = (1993, 1995, 2000)

@@ -8,8 +8,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
-from benchmarks import ground_truth
-from benchmarks.runner import COLUMNS
+from benchmarks.harness import ground_truth
+from benchmarks.harness.runner import COLUMNS
 
 #: Columns of the Markdown table: (csv column, header, format).
 TABLE = [

@@ -26,11 +26,11 @@ from avalanche_litelora.metrics import (
     final_accuracy,
     just_trained_accuracy,
 )
-from benchmarks import ground_truth
-from benchmarks.redundancy import CandidateRedundancyProbe, bank_summary
-from benchmarks.measure import PeakMemory, StepTimer, interleaved_throughputs, sample_inputs, throughput
-from benchmarks.methods import Budget, build_strategy, is_lora_family
-from benchmarks.streams import StreamSpec
+from benchmarks.harness import ground_truth
+from benchmarks.harness.redundancy import CandidateRedundancyProbe, bank_summary
+from benchmarks.harness.measure import PeakMemory, StepTimer, interleaved_throughputs, sample_inputs, throughput
+from benchmarks.harness.methods import Budget, build_strategy, is_lora_family
+from benchmarks.harness.streams import StreamSpec
 
 #: Columns of results.csv, in order.
 COLUMNS = [

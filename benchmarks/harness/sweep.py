@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from benchmarks.runner import RunSettings, run_one
-from benchmarks.streams import StreamSpec, build_stream
+from benchmarks.harness.runner import RunSettings, run_one
+from benchmarks.harness.streams import StreamSpec, build_stream
 
 #: How far below per-task LoRA's validation accuracy a sparser lambda may fall.
 TOLERANCE = 0.01

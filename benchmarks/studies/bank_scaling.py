@@ -1,6 +1,6 @@
 """Cost of the adapter bank against its size: training steps and inference, timed interleaved.
 
-    python -m benchmarks.bank_scaling [--backbones vit_small28 vit_b16] [--sizes 1 5 10 20 50]
+    python -m benchmarks.studies.bank_scaling [--backbones vit_small28 vit_b16] [--sizes 1 5 10 20 50]
                                       [--rounds N] [--device cpu] [--out results/bank_scaling]
                                       [--figure docs/bank_scaling.png]
 
@@ -15,7 +15,7 @@ the candidate, every magnitude and the head train; LiteLoRA's selection phase: o
 candidate's gate logit trains, through its straight-through gate); Share holds n - 1
 merged tasks (merged in two rounds, see :func:`share_bank`) and trains the n-th. Every model shares the frozen backbone's tensors, so
 fifty banks fit in memory. Each ratio is the median over rounds of two timings taken back
-to back (:func:`benchmarks.measure.interleaved_times`), never of two sequential blocks.
+to back (:func:`benchmarks.harness.measure.interleaved_times`), never of two sequential blocks.
 Peak memory at the largest bank is read in a fresh process per model.
 """
 
@@ -42,7 +42,7 @@ from avalanche_litelora.lora.model import LoRAClassifier
 from avalanche_litelora.lora.phases import Phase
 from avalanche_litelora.share import ShareClassifier
 from avalanche_litelora.share.model import task_key
-from benchmarks.measure import interleaved_times, paired_ratio
+from benchmarks.harness.measure import interleaved_times, paired_ratio
 
 #: Backbone: (constructor, input shape, training minibatch, inference minibatch, default rounds).
 BACKBONES: Dict[str, Tuple[Callable[[], nn.Module], Tuple[int, ...], int, int, int]] = {
@@ -245,7 +245,7 @@ def _resident_peak() -> int:
 
 
 def _probe(name: str, method: str, n: int, device: str) -> Dict[str, float]:
-    command = [sys.executable, "-m", "benchmarks.bank_scaling", "--memory-probe", name, method, str(n),
+    command = [sys.executable, "-m", "benchmarks.studies.bank_scaling", "--memory-probe", name, method, str(n),
                "--device", device]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -344,7 +344,7 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=None,
                         help="interleaved rounds per group (default: per backbone, see BACKBONES)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, default=Path("results/bank_scaling"))
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/studies/bank_scaling"))
     parser.add_argument("--figure", type=Path, default=Path("docs/bank_scaling.png"))
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
     parser.add_argument("--memory-probe", nargs=3, metavar=("BACKBONE", "METHOD", "N"), help=argparse.SUPPRESS)

@@ -1,6 +1,6 @@
 """Do adapters matter on clip art with EfficientNet-Lite0, and what does LiteLoRA's gate do?
 
-    OMP_NUM_THREADS=1 python -m benchmarks.clipart_study [--strategies head_only per_task_lora litelora]
+    OMP_NUM_THREADS=1 python -m benchmarks.studies.clipart_study [--strategies head_only per_task_lora litelora]
         [--epochs 5] [--lr 0.01] [--out results/clipart]
 
 The stream is :func:`avalanche_litelora.data.clipart.clipart_benchmark` (Debian's
@@ -40,7 +40,7 @@ from avalanche_litelora import HeadOnlyStrategy, LiteLoRAStrategy, PerTaskLoRASt
 from avalanche_litelora.backbones import create_backbone
 from avalanche_litelora.backbones.efficientnet_lite import EFFICIENTNET_LITE0_TARGETS
 from avalanche_litelora.data.clipart import CLIPART_ROOT, clipart_benchmark
-from benchmarks.redundancy import CandidateRedundancyProbe
+from benchmarks.harness.redundancy import CandidateRedundancyProbe
 
 STRATEGIES = {"head_only": HeadOnlyStrategy, "per_task_lora": PerTaskLoRAStrategy, "litelora": LiteLoRAStrategy}
 #: Adapter targets: every pointwise conv (the backbone's recommendation), or the head conv
@@ -174,7 +174,7 @@ def main(argv=None) -> None:
     p.add_argument("--min-selection-steps", type=int, default=30)
     p.add_argument("--selection-mb-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=1993)
-    p.add_argument("--out", default="results/clipart")
+    p.add_argument("--out", default="docs/benchmarks/studies/clipart_study")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)

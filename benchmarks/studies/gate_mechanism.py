@@ -1,6 +1,6 @@
 """Does the gate separate novel from repeated experiences where the adapters carry the task?
 
-    python -m benchmarks.gate_mechanism [--seeds 0 1 2 3] [--lambdas 0 1] [--out results/gate_mechanism]
+    python -m benchmarks.studies.gate_mechanism [--seeds 0 1 2 3] [--lambdas 0 1] [--out results/gate_mechanism]
 
 On the shipped ViT every candidate's benefit is below 0.08 nats (the head does the work:
 BENCHMARKS.md), so the ground-truth streams cannot tell a working gate from a broken one.
@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 
 from avalanche_litelora.demo import NARROW_SCHEDULE as SCHEDULE, narrow_bank_run
-from benchmarks.redundancy import CandidateRedundancyProbe
+from benchmarks.harness.redundancy import CandidateRedundancyProbe
 
 
 def run(seed: int, lambda_sparsity: float, data_root: str):
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
     parser.add_argument("--lambdas", nargs="+", type=float, default=[0.0, 1.0])
     parser.add_argument("--data-root", default="data")
-    parser.add_argument("--out", default="results/gate_mechanism")
+    parser.add_argument("--out", default="docs/benchmarks/studies/gate_mechanism")
     args = parser.parse_args(argv)
     lines = ["| seed | λ | test acc | " + " | ".join(f"{i} ({k})" for i, k in enumerate(SCHEDULE.split()) if i)
              + " |", "|---|---|---|" + "---|" * (len(SCHEDULE.split()) - 1)]

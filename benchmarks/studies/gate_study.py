@@ -1,6 +1,6 @@
 """Why does the gate keep (or drop) a repeat? LiteLoRA's variants on a ground-truth stream's validation split.
 
-    python -m benchmarks.gate_study [--stream redundant_domain_short] [--epochs 5] [--out results/gate_study]
+    python -m benchmarks.studies.gate_study [--stream redundant_domain_short] [--epochs 5] [--out results/gate_study]
 
 Every variant is LiteLoRA as published, changed in one setting: lambda, the gate noise
 (the reference code's Gumbel sample against the binary-concrete logistic one), the length of
@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from avalanche_litelora.data.redundancy_streams import ExperienceRedundancy
-from benchmarks.ground_truth import decisions, labels_of
-from benchmarks.runner import RunSettings, run_one
-from benchmarks.streams import build_stream, get_stream
+from benchmarks.harness.ground_truth import decisions, labels_of
+from benchmarks.harness.runner import RunSettings, run_one
+from benchmarks.harness.streams import build_stream, get_stream
 
 #: name -> LiteLoRA overrides. The first is the harness's setting; each other changes one thing.
 VARIANTS: Dict[str, Dict[str, Any]] = {
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     parser.add_argument("--test-per-experience", type=int, default=300)
     parser.add_argument("--validation-fraction", type=float, default=0.2)
     parser.add_argument("--data-root", default="data")
-    parser.add_argument("--out", default="results/gate_study")
+    parser.add_argument("--out", default="docs/benchmarks/studies/gate_study")
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
     spec = get_stream(args.stream)

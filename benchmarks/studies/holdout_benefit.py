@@ -1,13 +1,13 @@
 """Does a LiteLoRA candidate's benefit on HELD-OUT data separate novel experiences from repeats?
 
-    python -m benchmarks.holdout_benefit --out docs/benchmarks/studies/holdout_benefit
+    python -m benchmarks.studies.holdout_benefit --out docs/benchmarks/studies/holdout_benefit
 
 On the token read-out ViT every candidate's benefit on its experience's *training* loss is
 tiny (BENCHMARKS.md, "What holds and what does not"), so the gate prunes everything. This
 study holds out a seeded slice of every training experience (the harness's
 ``split_validation``), trains LiteLoRA with lambda = 0 on the rest (every candidate kept: the
 bank is per-task LoRA's) and, when each selection phase starts (the moment
-:class:`benchmarks.redundancy.CandidateRedundancyProbe` reads), measures the candidate's
+:class:`benchmarks.harness.redundancy.CandidateRedundancyProbe` reads), measures the candidate's
 benefit -- mean loss with its gate closed minus open, evaluation mode, deterministic gates --
 on (a) the training slice, (b) the held-out slice and (c) the experience's test data, with
 the strategy's own training criterion (class-incremental: restricted to the experience's
@@ -40,9 +40,9 @@ from avalanche_litelora.data import redundancy_of
 from avalanche_litelora.training.losses import ClassRestrictedLoss, restrict_per_sample
 from avalanche_litelora import LoRAClassifier
 from avalanche_litelora.adapters.access import adapter_model_of
-from benchmarks.methods import Budget, build_strategy
+from benchmarks.harness.methods import Budget, build_strategy
 from avalanche_litelora.lora.plugins.candidate_losses import candidate_losses
-from benchmarks.streams import build_stream, get_stream
+from benchmarks.harness.streams import build_stream, get_stream
 
 COLUMNS = (
     "stream", "seed", "experience", "candidate", "kind", "source",
@@ -280,7 +280,7 @@ def main(argv=None) -> int:
     wall = (time.perf_counter() - start) / 60
     argv_text = " ".join(argv) if argv is not None else " ".join(__import__("sys").argv[1:])
     meta = {
-        "command": f"python -m benchmarks.holdout_benefit {argv_text}".strip(),
+        "command": f"python -m benchmarks.studies.holdout_benefit {argv_text}".strip(),
         "commit": _sh("git rev-parse --short HEAD"),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "hardware": _sh("lscpu | grep 'Model name' | sed 's/Model name: *//'") or platform.processor(),

@@ -1,6 +1,6 @@
 """Do the package's own mechanics change the results against the reference code's? Three seeds.
 
-    python -m benchmarks.mechanics_study [--stream redundant_domain_immediate] [--seeds 1993 1995 2000]
+    python -m benchmarks.studies.mechanics_study [--stream redundant_domain_immediate] [--seeds 1993 1995 2000]
                                          [--out results/mechanics] [--resume]
 
 One question, on a stream where adapters carry the task (class-token read-out): each
@@ -19,9 +19,9 @@ import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from benchmarks import ground_truth
-from benchmarks.runner import RunSettings, run_one
-from benchmarks.streams import build_stream, get_stream
+from benchmarks.harness import ground_truth
+from benchmarks.harness.runner import RunSettings, run_one
+from benchmarks.harness.streams import build_stream, get_stream
 
 #: The reference code's mechanics; each variant below changes one of them.
 REFERENCE = {"magnitude_scope": "per_adapter", "boundary": "rescale"}
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     parser.add_argument("--train-per-experience", type=int, default=1000)
     parser.add_argument("--test-per-experience", type=int, default=300)
     parser.add_argument("--data-root", default="data")
-    parser.add_argument("--out", default="results/mechanics")
+    parser.add_argument("--out", default="docs/benchmarks/studies/mechanics_study")
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
     spec = get_stream(args.stream)

@@ -1,6 +1,6 @@
 """Is the suite's budget one where LoRA has learned? Per-epoch validation accuracy of per-task LoRA.
 
-    python -m benchmarks.plateau [--streams ...] [--epochs 5] [--experiences 2] [--out results/plateau]
+    python -m benchmarks.studies.plateau [--streams ...] [--epochs 5] [--experiences 2] [--out results/plateau]
 
 For each stream, per-task LoRA trains its first ``--experiences`` experiences at the default
 suite's sizes (configs/suites.json) with Avalanche's periodic evaluation (``eval_every=1``) on
@@ -21,10 +21,10 @@ from avalanche.evaluation.metrics import accuracy_metrics
 from avalanche.training.plugins import EvaluationPlugin
 
 from avalanche_litelora.backbones import create_backbone
-from benchmarks.methods import Budget, build_strategy
-from benchmarks.streams import build_stream, get_stream
+from benchmarks.harness.methods import Budget, build_strategy
+from benchmarks.harness.streams import build_stream, get_stream
 
-SUITES_FILE = Path(__file__).parent / "configs" / "suites.json"
+SUITES_FILE = Path(__file__).parents[1] / "configs" / "suites.json"
 #: A budget has plateaued when its last epoch adds less than this (accuracy, 0-1).
 PLATEAU_GAIN = 0.01
 
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     parser.add_argument("--experiences", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1993)
     parser.add_argument("--data-root", default="data")
-    parser.add_argument("--out", default="results/plateau")
+    parser.add_argument("--out", default="docs/benchmarks/studies/plateau")
     args = parser.parse_args(argv)
     if args.epochs < 2 or args.experiences < 1:
         parser.error("--epochs must be at least 2 and --experiences at least 1")

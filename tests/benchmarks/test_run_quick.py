@@ -7,9 +7,9 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from benchmarks import ground_truth, run
-from benchmarks.report import goal_checks
-from benchmarks.runner import COLUMNS
-from benchmarks.sweep import choose_lambda
+from benchmarks.harness.report import goal_checks
+from benchmarks.harness.runner import COLUMNS
+from benchmarks.harness.sweep import choose_lambda
 
 pytestmark = pytest.mark.slow  # runs the benchmark harness end to end (about 50 s)
 
