@@ -55,18 +55,20 @@ FORMER_MODULES: Dict[str, Tuple[str, ...]] = {
 
 #: Former name -> (module, name) now, for names that changed, wherever they were imported from.
 RENAMED: Dict[str, Tuple[str, str]] = {
-    "unwrap": ("adapters.access", "unwrap_ddp"),
-    "model_of_type": ("adapters.access", "adapter_model_of"),
-    "adapter_model": ("adapters.access", "adapter_model_of"),
-    "lora_model": ("former_names", "_lora_model"),
-    "share_model": ("former_names", "_share_model"),
-    "BankLookup": ("metrics.bank_readouts", "OptionalLoRAClassifier"),
-    "unwrap_model": ("training.distributed", "drop_ddp_wrapper"),
-    "ALL_CONFIGS": ("adapters.config", "REGISTERED_CONFIGS"),
-    "_Checked": ("adapters.config", "SettingsBase"),
-    "DEFAULT_TARGET_MODULES": ("adapters.inject", "AUTO_TARGETS"),
-    "BankGuardPlugin": ("training.plugins.guards", "AdapterGuardPlugin"),
-    "ShareGuardPlugin": ("training.plugins.guards", "AdapterGuardPlugin"),
+    old: tuple(new.split(":")) for old, new in (line.split() for line in """
+        unwrap                  adapters.access:unwrap_ddp
+        model_of_type           adapters.access:adapter_model_of
+        adapter_model           adapters.access:adapter_model_of
+        lora_model              former_names:_lora_model
+        share_model             former_names:_share_model
+        BankLookup              metrics.bank_readouts:OptionalLoRAClassifier
+        unwrap_model            training.distributed:drop_ddp_wrapper
+        ALL_CONFIGS             adapters.config:REGISTERED_CONFIGS
+        _Checked                adapters.config:SettingsBase
+        DEFAULT_TARGET_MODULES  adapters.inject:AUTO_TARGETS
+        BankGuardPlugin         training.plugins.guards:AdapterGuardPlugin
+        ShareGuardPlugin        training.plugins.guards:AdapterGuardPlugin
+    """.strip().splitlines())
 }
 
 #: Where a name that left a package that still exists (``training``, ``training.plugins``,
@@ -74,20 +76,21 @@ RENAMED: Dict[str, Tuple[str, str]] = {
 _HOMES = ("lora", "share", "adapters", "training.plugins")
 
 
+def _model_of(strategy, module: str, kind: str):
+    """The one accessor, for a model class named by module and name (this module imports
+    nothing of the package at import time: every package module may import it)."""
+    access = importlib.import_module(_P + "adapters.access")
+    return access.adapter_model_of(strategy, getattr(importlib.import_module(_P + module), kind))
+
+
 def _lora_model(strategy):
     """Former ``models.access.lora_model``: the LoRA bank behind a strategy."""
-    from avalanche_litelora.adapters.access import adapter_model_of
-    from avalanche_litelora.lora.model import LoRAClassifier
-
-    return adapter_model_of(strategy, LoRAClassifier)
+    return _model_of(strategy, "lora.model", "LoRAClassifier")
 
 
 def _share_model(strategy):
     """Former ``training.plugins.share.share_model``: the Share model behind a strategy."""
-    from avalanche_litelora.adapters.access import adapter_model_of
-    from avalanche_litelora.share.model import ShareClassifier
-
-    return adapter_model_of(strategy, ShareClassifier)
+    return _model_of(strategy, "share.model", "ShareClassifier")
 
 
 def _warn(old: str, new: str) -> None:

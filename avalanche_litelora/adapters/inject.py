@@ -20,6 +20,8 @@ from avalanche_litelora.former_names import getattr_for as _getattr_for
 #: outside the classifier, so every strategy runs with its defaults on any backbone (see
 #: :func:`find_target_modules`). Any explicit list, ``("qkv",)`` included, never falls back.
 AUTO_TARGETS = "auto"
+#: What ``target_modules`` may be: :data:`AUTO_TARGETS`, one module name, or a sequence of names.
+Targets = Union[str, Sequence[str]]
 _TIMM_ATTENTION = ("qkv",)
 _ATTENTION_FALLBACK = ("query", "value")
 
@@ -135,14 +137,8 @@ def _slices_for(name: str, layer: nn.Linear) -> Optional[dict]:
     return None
 
 
-def build_adapter_layers(
-    model: nn.Module,
-    target_modules: Union[str, Sequence[str]] = AUTO_TARGETS,
-    rank: int = 10,
-    exclude: Sequence[str] = (),
-    *,
-    layer_type: Type[AdapterLayer],
-) -> Dict[str, AdapterLayer]:
+def build_adapter_layers(model: nn.Module, target_modules: Targets = AUTO_TARGETS, rank: int = 10,
+                         exclude: Sequence[str] = (), *, layer_type: Type[AdapterLayer]) -> Dict[str, AdapterLayer]:
     """Every check, and the wrappers of the targeted layers by module name; ``model`` is unchanged.
 
     :func:`swap_in_adapter_layers` puts them in place. The adapter models remove the
@@ -170,14 +166,8 @@ def swap_in_adapter_layers(model: nn.Module, wrappers: Dict[str, AdapterLayer]) 
     return wrappers
 
 
-def inject_adapters(
-    model: nn.Module,
-    target_modules: Union[str, Sequence[str]] = AUTO_TARGETS,
-    rank: int = 10,
-    exclude: Sequence[str] = (),
-    *,
-    layer_type: Type[AdapterLayer],
-) -> Dict[str, AdapterLayer]:
+def inject_adapters(model: nn.Module, target_modules: Targets = AUTO_TARGETS, rank: int = 10,
+                    exclude: Sequence[str] = (), *, layer_type: Type[AdapterLayer]) -> Dict[str, AdapterLayer]:
     """Swap the targeted Linear / 1x1-conv layers for ``layer_type`` wrappers in place; freeze the rest.
 
     All checks run before the first swap, so a bad argument leaves ``model`` untouched.

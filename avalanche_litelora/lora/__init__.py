@@ -3,14 +3,8 @@ the head-only control. ``config`` (settings), ``layer`` (LoRA's adapter layer), 
 ``model`` (the bank), ``plugins`` (its lifecycle), ``strategies`` (thin wrappers)."""
 
 from avalanche_litelora.former_names import getattr_for as _getattr_for
-from avalanche_litelora.lora.config import (
-    HeadOnlyConfig,
-    LiteLoRAConfig,
-    LoRABankConfig,
-    PerTaskLoRAConfig,
-    SequentialLoRAConfig,
-    TaskRoutedLoRAConfig,
-)
+from avalanche_litelora.lora.config import (HeadOnlyConfig, LiteLoRAConfig, LoRABankConfig, PerTaskLoRAConfig,
+                                           SequentialLoRAConfig, TaskRoutedLoRAConfig)
 from avalanche_litelora.lora.gate import AdapterGate, straight_through_gumbel_sigmoid
 from avalanche_litelora.lora.layer import LoRALinear, LowRankAdapter, inject_lora, qkv_slices
 from avalanche_litelora.lora.model import LoRAClassifier, TaskIncrementalLoRAClassifier

@@ -10,13 +10,13 @@ one LoRA adapter is stored (A, B and an SD-LoRA magnitude per output slice).
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Type
 
 import torch
 from torch import Tensor, nn
 
 from avalanche_litelora.adapters import stacked
-from avalanche_litelora.adapters.inject import AUTO_TARGETS, inject_adapters
+from avalanche_litelora.adapters.inject import AUTO_TARGETS, Targets, inject_adapters
 from avalanche_litelora.adapters.layer import (  # noqa: F401  (re-exported)
     AdapterLayer,
     is_adaptable,
@@ -187,14 +187,8 @@ def stack_lora_adapters(adapters, keys: Sequence[str], gates: Tensor,
     return stacked.StackedBank(a_all, bs, columns, list(slices), [n * rank] * slice_count)
 
 
-def inject_lora(
-    model: nn.Module,
-    target_modules: Union[str, Sequence[str]] = AUTO_TARGETS,
-    rank: int = 10,
-    exclude: Sequence[str] = (),
-    *,
-    layer_type: Type[AdapterLayer] = LoRALinear,
-) -> Dict[str, AdapterLayer]:
+def inject_lora(model: nn.Module, target_modules: Targets = AUTO_TARGETS, rank: int = 10, exclude: Sequence[str] = (),
+                *, layer_type: Type[AdapterLayer] = LoRALinear) -> Dict[str, AdapterLayer]:
     """Swap the targeted Linear / 1x1-conv layers for :class:`LoRALinear` in place; freeze the rest.
 
     :func:`~avalanche_litelora.adapters.inject.inject_adapters` with LoRA's layer by default:

@@ -68,13 +68,10 @@ class LoRAClassifier(BankReadoutsMixin, AdapterModel):
         return cls(backbone, **settings)
 
     def __new__(cls, *args, **kwargs):
-        """Former construction path (0.1.0): ``LoRAClassifier(..., task_incremental=True)`` still
-        builds the task-incremental class for one release, with a DeprecationWarning."""
+        """0.1.0's path, for one release: ``LoRAClassifier(..., task_incremental=True)`` swaps class."""
         if cls is LoRAClassifier and kwargs.get("task_incremental") is True:
-            warnings.warn(
-                "LoRAClassifier(..., task_incremental=True) is deprecated: use "
-                "LoRAClassifier.build(..., task_incremental=True) or TaskIncrementalLoRAClassifier(...)",
-                DeprecationWarning, stacklevel=2)
+            warnings.warn("LoRAClassifier(..., task_incremental=True) is deprecated: use LoRAClassifier.build"
+                          "(..., task_incremental=True) or TaskIncrementalLoRAClassifier(...)", DeprecationWarning, 2)
             cls = TaskIncrementalLoRAClassifier
         return super().__new__(cls)
 

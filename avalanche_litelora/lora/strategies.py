@@ -1,7 +1,7 @@
 """The adapter-bank strategies: LiteLoRA, per-task LoRA (SD-LoRA), sequential and task-routed LoRA.
 
 They share one model class and one set of plugins, and differ only in the config they take
-and the lifecycle plugins they append (:meth:`_LoRABankStrategy._bank_plugins`).
+and the lifecycle plugins they append (:meth:`LoRABankStrategy._bank_plugins`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from avalanche_litelora.training.plugins.current_classes import CurrentClassesLo
 from avalanche_litelora.registry import register
 
 
-class _LoRABankStrategy(AdapterStrategy):
+class LoRABankStrategy(AdapterStrategy):
     """A :class:`~avalanche_litelora.training.adapter_strategy.AdapterStrategy` over a
     :class:`LoRAClassifier`: the method's bank plugins, then the class-incremental loss and
     the merged evaluation its config asks for.
@@ -69,7 +69,7 @@ class _LoRABankStrategy(AdapterStrategy):
 
 @register
 @accepts_config_keywords
-class LiteLoRAStrategy(_LoRABankStrategy):
+class LiteLoRAStrategy(LoRABankStrategy):
     """LiteLoRA: one gated candidate adapter per experience, kept only if it earns its place.
 
     Each experience trains the candidate, all magnitudes and the head for ``train_epochs``
@@ -118,7 +118,7 @@ class LiteLoRAStrategy(_LoRABankStrategy):
 
 @register
 @accepts_config_keywords
-class PerTaskLoRAStrategy(_LoRABankStrategy):
+class PerTaskLoRAStrategy(LoRABankStrategy):
     """SD-LoRA behaviour: one adapter per experience, every adapter kept, no selection.
 
     Every adapter of the bank acts on every input (a sum), as in SD-LoRA and LiteLoRA; for
@@ -135,7 +135,7 @@ class PerTaskLoRAStrategy(_LoRABankStrategy):
 
 @register
 @accepts_config_keywords
-class HeadOnlyStrategy(_LoRABankStrategy):
+class HeadOnlyStrategy(LoRABankStrategy):
     """The control every adapter table needs: a frozen backbone and the same head, loss and
     budget as the bank strategies, with no adapter at all.
 
@@ -152,7 +152,7 @@ class HeadOnlyStrategy(_LoRABankStrategy):
 
 @register
 @accepts_config_keywords
-class SequentialLoRAStrategy(_LoRABankStrategy):
+class SequentialLoRAStrategy(LoRABankStrategy):
     """One adapter fine-tuned through the whole stream (the forgetting-prone baseline)."""
 
     config_class = SequentialLoRAConfig
@@ -163,7 +163,7 @@ class SequentialLoRAStrategy(_LoRABankStrategy):
 
 @register
 @accepts_config_keywords
-class TaskRoutedLoRAStrategy(_LoRABankStrategy):
+class TaskRoutedLoRAStrategy(LoRABankStrategy):
     """One adapter per task, and each task's inputs see only their own (task-incremental).
 
     The zero-forgetting reference for :class:`PerTaskLoRAStrategy`, whose summed bank lets
