@@ -4,15 +4,11 @@ from avalanche_litelora._warnings import import_avalanche_quietly as _import_ava
 
 _import_avalanche_quietly()  # first, before any module of ours imports avalanche
 
-from avalanche_litelora.config import (
-    HeadOnlyConfig,
-    LiteLoRAConfig,
-    LoRABankConfig,
-    PerTaskLoRAConfig,
-    SequentialLoRAConfig,
-    ShareConfig,
-    TaskRoutedLoRAConfig,
-)
+from avalanche_litelora import former_names as _former_names
+
+_former_names.install()  # the 0.1.0 import paths, deprecated
+
+from avalanche_litelora.adapters import AdapterLayer
 from avalanche_litelora.analysis import RedundancyReport, analyse_model, analyse_state_dict
 from avalanche_litelora.data import (
     ExperienceRedundancy,
@@ -21,22 +17,39 @@ from avalanche_litelora.data import (
     stream_redundancy,
 )
 from avalanche_litelora.evaluation import litelora_evaluator, litelora_metrics
-from avalanche_litelora.lora import AdapterGate, AdapterLayer, LoRALinear, inject_lora
+from avalanche_litelora.lora import (
+    AdapterGate,
+    HeadOnlyConfig,
+    HeadOnlyStrategy,
+    LiteLoRAConfig,
+    LiteLoRAStrategy,
+    LoRABankConfig,
+    LoRAClassifier,
+    LoRALinear,
+    PerTaskLoRAConfig,
+    PerTaskLoRAStrategy,
+    SequentialLoRAConfig,
+    SequentialLoRAStrategy,
+    TaskRoutedLoRAConfig,
+    TaskRoutedLoRAStrategy,
+    inject_lora,
+)
+from avalanche_litelora.lora import plugins as _lora_plugins
+from avalanche_litelora.lora.plugins import *  # noqa: F401,F403 (the names in _lora_plugins.__all__)
 from avalanche_litelora.metrics import (
     AccuracyMatrixHeatmapMetric,
     AdapterRedundancyMetric,
     BankReadoutMetric,
     ForgettingCurveMetric,
 )
-from avalanche_litelora.models import LoRAClassifier
-from avalanche_litelora.share import MergeReport, ShareClassifier, ShareLinear
-from avalanche_litelora.training import (
-    HeadOnlyStrategy,
-    LiteLoRAStrategy,
-    PerTaskLoRAStrategy,
-    SequentialLoRAStrategy,
+from avalanche_litelora.share import (
+    MergeReport,
+    ShareClassifier,
+    ShareConfig,
+    ShareLinear,
+    ShareMergePlugin,
+    ShareOpenTaskPlugin,
     ShareStrategy,
-    TaskRoutedLoRAStrategy,
 )
 from avalanche_litelora.training.checkpoint import (
     CheckpointError,
@@ -76,8 +89,11 @@ __all__ = [
     "ShareClassifier",
     "ShareLinear",
     "MergeReport",
-    # plugins: one lifecycle job each (avalanche_litelora.training.plugins)
+    # plugins: one lifecycle job each (training.plugins, lora.plugins, share.plugins)
     *_plugins.__all__,
+    *_lora_plugins.__all__,
+    "ShareOpenTaskPlugin",
+    "ShareMergePlugin",
     # runs: checkpoints and the resumable loop
     "train_stream",
     "save_checkpoint",
@@ -101,3 +117,10 @@ __all__ = [
     "redundancy_of",
     "stream_redundancy",
 ]
+
+
+def __getattr__(name: str):
+    """The guard's two former names, deprecated."""
+    if name in ("BankGuardPlugin", "ShareGuardPlugin"):
+        return _former_names.getattr_for("avalanche_litelora.training.plugins")(name)
+    raise AttributeError(f"module 'avalanche_litelora' has no attribute {name!r}")

@@ -41,7 +41,7 @@ from avalanche_litelora.metrics import (
     just_trained_accuracy,
 )
 from avalanche_litelora.progress import Countdown, format_duration, say
-from avalanche_litelora.training import HeadOnlyStrategy, LiteLoRAStrategy, PerTaskLoRAStrategy
+from avalanche_litelora.lora.strategies import HeadOnlyStrategy, LiteLoRAStrategy, PerTaskLoRAStrategy
 
 #: The demo's parts, for its progress lines.
 PARTS = 3

@@ -1,9 +1,11 @@
-"""The paper's configuration, one flag away: ``python -m benchmarks.run --paper NAME``.
+"""The paper's configuration, its own command over ``configs/paper.json``.
 
-    python -m benchmarks.run --paper imagenet_r --data-root data          # 3 orders x 2 methods
-    python -m benchmarks.run --paper cifar100 --seeds 1993 --strategies litelora
-    python -m benchmarks.run --paper imagenet_r --synthetic --random-init --tiny   # prove the path
-    torchrun --standalone --nproc_per_node=4 -m benchmarks.run --paper imagenet_r  # DDP (NCCL)
+    python -m benchmarks.paper --paper imagenet_r --data-root data          # 3 orders x 2 methods
+    python -m benchmarks.paper --paper cifar100 --seeds 1993 --strategies litelora
+    python -m benchmarks.paper --paper imagenet_r --synthetic --random-init --tiny   # prove the path
+    torchrun --standalone --nproc_per_node=4 -m benchmarks.paper --paper imagenet_r  # DDP (NCCL)
+
+(``python -m benchmarks.run --paper NAME ...`` is the same command.)
 
 Settings come from ``configs/paper.json`` (each value's source and every deviation from the
 reference code are written there). Every run trains through Avalanche with the package's
@@ -37,15 +39,16 @@ from avalanche_litelora.data.streams import subsample_benchmark
 from avalanche_litelora.evaluation import litelora_evaluator, litelora_metrics
 from avalanche_litelora.metrics import (accuracy_row, average_anytime_accuracy, average_forgetting,
                                         backward_transfer, final_accuracy, just_trained_accuracy)
-from avalanche_litelora.training import LiteLoRAStrategy, PerTaskLoRAStrategy
+from avalanche_litelora import LiteLoRAStrategy, PerTaskLoRAStrategy
 from avalanche_litelora.training.loop import train_stream
 from avalanche_litelora.training.optimizer_groups import ROLE_KEY
 from avalanche_litelora.training.plugins.autocast import AutocastPlugin, bf16_supported
 from avalanche_litelora.training.plugins.lr_milestones import EpochMilestonesLRPlugin
-from benchmarks.measure import PeakMemory, StepTimer, sample_inputs, throughput
-from benchmarks.paper_report import paper_report
-from benchmarks.redundancy import bank_summary
-from benchmarks.report import write_csv
+from benchmarks.harness.measure import PeakMemory, StepTimer, sample_inputs, throughput
+from benchmarks.harness.paper_report import paper_report
+from benchmarks.harness.redundancy import bank_summary
+from benchmarks.harness.environment import environment
+from benchmarks.harness.report import write_csv
 
 CONFIG_FILE = Path(__file__).parent / "configs" / "paper.json"
 STRATEGIES = {"litelora": LiteLoRAStrategy, "sdlora": PerTaskLoRAStrategy}
@@ -72,7 +75,7 @@ def load_config(name: str) -> Dict[str, Any]:
 def parse_args(argv=None) -> argparse.Namespace:
     with open(CONFIG_FILE) as f:
         names = sorted(json.load(f)["benchmarks"])
-    p = argparse.ArgumentParser(prog="python -m benchmarks.run --paper", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.paper", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--paper", required=True, choices=names, help="the benchmark")
     p.add_argument("--data-root", default="data", help="folder holding the dataset (see the README)")
@@ -289,7 +292,7 @@ def run_one(name: str, seed: int, cfg: Dict[str, Any], args, device, world: int,
     train_time = time.perf_counter() - start
     matrix = [accuracy_row(r, n) for r in results]
     test_sizes = [len(exp.dataset) for exp in benchmark.test_stream]
-    model = strategy.lora_model
+    model = strategy.adapter_model
     unmerged = merged = float("nan")
     if cfg["throughput_samples"]:
         x, t = sample_inputs(benchmark.test_stream, cfg["throughput_samples"], device)
@@ -330,8 +333,6 @@ def run_one(name: str, seed: int, cfg: Dict[str, Any], args, device, world: int,
 
 
 def main(argv=None) -> int:
-    from benchmarks.run import environment  # the harness's record of command, commit, hardware
-
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     cfg = settings(args)
@@ -347,7 +348,7 @@ def main(argv=None) -> int:
             make_synthetic(args.paper, data_root, args.synthetic_images_per_class)
     if world > 1:
         DistributedHelper.barrier()
-    env = environment(argv)
+    env = environment(argv, "python -m benchmarks.paper")
     started = time.perf_counter()
     rows = [run_one(name, seed, cfg, args, device, world, out)
             for seed in cfg["seeds"] for name in cfg["strategies"]]

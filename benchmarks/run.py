@@ -4,8 +4,11 @@
     python -m benchmarks.run --quick      # a three-minute smoke run
     python -m benchmarks.run --full       # three seeds, more data (GPU-sized)
     python -m benchmarks.run --long       # the 24-experience ground-truth streams, three seeds
-    python -m benchmarks.run --paper cifar100|imagenet_r|...   # the paper's configuration
-                                          # (its own options: --paper imagenet_r --help)
+
+The paper's configuration is its own command over its own JSON, ``python -m benchmarks.paper
+--paper NAME`` (``python -m benchmarks.run --paper NAME`` hands over to it);
+the text suite is ``python -m benchmarks.text_suite``. All three share the harness
+(:mod:`benchmarks.harness`): one ``run_one``, one results row.
 
 Writes results.csv, results.md, sweep.csv, figures/*.png and one TensorBoard folder per
 run under --out. Every run goes through Avalanche's train/eval loop and EvaluationPlugin.
@@ -29,15 +32,17 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from avalanche_litelora.progress import Countdown, progress_enabled, say, switched
-from benchmarks import figures
-from benchmarks.ground_truth import decision_table
-from benchmarks.methods import is_lora_family, load_method_configs, runs_on
-from benchmarks.redundancy import pruning_vs_overlap
-from benchmarks.report import goal_checks, markdown_goals, markdown_tables, write_csv
-from benchmarks.runner import RunSettings, bare_throughput, run_one
-from benchmarks.measure import sample_inputs
-from benchmarks.streams import STREAMS, build_stream, get_stream
-from benchmarks.sweep import lambda_sweep
+from benchmarks import paper
+from benchmarks.harness import figures
+from benchmarks.harness.ground_truth import decision_table
+from benchmarks.harness.methods import has_candidates, is_lora_family, load_method_configs, runs_on
+from benchmarks.harness.redundancy import pruning_vs_overlap
+from benchmarks.harness.report import goal_checks, markdown_goals, markdown_tables, write_csv
+from benchmarks.harness.runner import RunSettings, bare_throughput, run_one
+from benchmarks.harness.measure import sample_inputs
+from benchmarks.harness.streams import STREAMS, build_stream, get_stream
+from benchmarks.harness.environment import environment
+from benchmarks.harness.sweep import lambda_sweep
 
 SUITES_FILE = Path(__file__).parent / "configs" / "suites.json"
 
@@ -109,35 +114,17 @@ def stream_sizes(suite: Dict[str, Any], stream: str) -> Tuple[Optional[int], Opt
             own.get("test_per_experience", suite["test_per_experience"]))
 
 
-def environment(argv) -> Dict[str, str]:
-    def commit() -> str:
-        try:
-            return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                  text=True, check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return "unknown"
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return {
-        "command": "python -m benchmarks.run " + " ".join(argv),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": commit(),
-        "hardware": f"{cpu}, {os.cpu_count()} logical CPUs, GPU: {gpu}",
-        "torch_threads": str(torch.get_num_threads()),
-        "software": f"python {platform.python_version()}, torch {torch.__version__}",
-    }
+def paper_requested(argv) -> bool:
+    """``--paper NAME`` is a declared option of this command that hands the whole command line to
+    ``python -m benchmarks.paper`` (its own command over ``configs/paper.json``)."""
+    front = argparse.ArgumentParser(add_help=False)
+    front.add_argument("--paper")
+    return front.parse_known_args(argv)[0].paper is not None
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if any(a == "--paper" or a.startswith("--paper=") for a in argv):  # the paper's configuration
-        from benchmarks import paper
+    if paper_requested(argv):  # the README's spelling of ``python -m benchmarks.paper``
         return paper.main(argv)
     args = parse_args(argv)
     progress = progress_enabled(False if args.no_progress else None)  # or AVALANCHE_LITELORA_PROGRESS=0
@@ -196,7 +183,7 @@ def run_suite(args: argparse.Namespace, argv) -> int:
         if (stream, backbone) not in bare:
             x, t = sample_inputs(benchmark.test_stream, settings.throughput_samples, args.device)
             bare[(stream, backbone)] = bare_throughput(backbone, x, t, settings.eval_mb_size)
-        overrides = dict({"lambda_sparsity": lam} if lam is not None and strategy.startswith("litelora") else {},
+        overrides = dict({"lambda_sparsity": lam} if lam is not None and has_candidates(strategy) else {},
                          **({"lr": args.lora_lr or spec.lora_lr}
                             if (args.lora_lr or spec.lora_lr) and is_lora_family(strategy) else {})) or None
         run_settings = replace(settings, train_per_experience=sizes[0])

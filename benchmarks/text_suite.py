@@ -4,7 +4,7 @@
     python -m benchmarks.text_suite --quick     # a smoke run
     python -m benchmarks.text_suite --resume    # continue a killed command in the same --out
 
-Every run goes through the harness's :func:`benchmarks.runner.run_one` (Avalanche's loop,
+Every run goes through the harness's :func:`benchmarks.harness.runner.run_one` (Avalanche's loop,
 the package's evaluator, TensorBoard events with the custom-scalars layout and an HParams
 session, checkpoints for --resume). Before the runs, two reference points on the whole
 19-topic problem (not continual): TF-IDF + logistic regression, and a logistic regression
@@ -26,12 +26,13 @@ import numpy as np
 import torch
 
 from avalanche_litelora.data.wordnet_topics import SplitWordNetTopics, load_wordnet_topics
-from benchmarks import figures
-from benchmarks.measure import sample_inputs
-from benchmarks.methods import load_method_configs
-from benchmarks.report import markdown_tables, write_csv
-from benchmarks.runner import RunSettings, bare_throughput, run_one
-from benchmarks.streams import StreamSpec, build_stream
+from benchmarks.harness import figures
+from benchmarks.harness.measure import sample_inputs
+from benchmarks.harness.methods import load_method_configs
+from benchmarks.harness.report import markdown_tables, write_csv
+from benchmarks.harness.runner import RunSettings, bare_throughput, run_one
+from benchmarks.harness.environment import environment
+from benchmarks.harness.streams import StreamSpec, build_stream
 
 CONFIG_FILE = Path(__file__).parent / "configs" / "text.json"
 BACKBONE = "minilm_l6"
@@ -159,19 +160,13 @@ def reference_table(ref: Dict[str, Any]) -> str:
 # ------------------------------------------------------------------ the suite
 
 
-def environment(argv: Sequence[str]) -> Dict[str, str]:
-    from benchmarks.run import environment as harness_environment
-
-    return dict(harness_environment(argv), command="python -m benchmarks.text_suite " + " ".join(argv))
-
-
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     suite = suite_settings(args)
     out = Path(args.out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    env = environment(argv)
+    env = environment(argv, "python -m benchmarks.text_suite")
     previous = out / "environment.json"
     if args.resume and previous.exists():
         env = dict(json.loads(previous.read_text()), resumed=f"{env['date']} at commit {env['commit']}")

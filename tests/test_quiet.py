@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 from avalanche_litelora import LiteLoRAStrategy
-from avalanche_litelora.training.plugins.selection import InertSelectionWarning
+from avalanche_litelora.lora.plugins.selection import InertSelectionWarning
 from builders import lite_kwargs, sgd, single_thread, tiny_mlp
 
 one_thread = pytest.fixture(scope="module", autouse=True)(single_thread)

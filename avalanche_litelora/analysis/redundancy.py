@@ -32,7 +32,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from avalanche_litelora.models.access import unwrap
+from avalanche_litelora.adapters.access import unwrap_ddp
 
 #: Singular values below this fraction of the largest one count as zero.
 RANK_RTOL = 1e-6
@@ -340,4 +340,4 @@ def analyse_state_dict(state_dict: Mapping[str, Tensor], *, slices: bool = True)
 
 def analyse_model(model, *, slices: bool = True) -> RedundancyReport:
     """The report for a ``LoRAClassifier`` (or a DDP wrapper around one)."""
-    return analyse_state_dict(unwrap(model).state_dict(), slices=slices)
+    return analyse_state_dict(unwrap_ddp(model).state_dict(), slices=slices)

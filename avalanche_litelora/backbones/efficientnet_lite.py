@@ -5,7 +5,7 @@ Recommended use (LoRA on the pointwise 1x1 convolutions)::
 
     from avalanche_litelora.backbones import create_backbone
     from avalanche_litelora.backbones.efficientnet_lite import EFFICIENTNET_LITE0_TARGETS
-    from avalanche_litelora.models.lora_classifier import LoRAClassifier
+    from avalanche_litelora.lora.model import LoRAClassifier
 
     model = LoRAClassifier(create_backbone("efficientnet_lite0"),
                            target_modules=EFFICIENTNET_LITE0_TARGETS, rank=4)

@@ -31,7 +31,7 @@ Inputs are ``torchvision.transforms.ToTensor()`` images, i.e. float tensors of
 shape ``(B, 1, 28, 28)`` in ``[0, 1]`` with **no** mean/std normalisation
 (:data:`INPUT_MEAN` = 0, :data:`INPUT_STD` = 1). Feed the same transform.
 
-The weights were produced by ``benchmarks/pretrain_vit_small28.py`` (fixed
+The weights were produced by ``tools/pretrain_vit_small28.py`` (fixed
 seed); the temporary 10-way training head is *not* shipped: the models are
 returned with a freshly initialised head (``num_classes > 0``) or none
 (``num_classes=0``, the model then returns ``(B, num_features)`` features).
@@ -205,7 +205,7 @@ def _create(variant: str, pretrained: bool = False, weights: Optional[Union[str,
             raise FileNotFoundError(
                 f"Backbone weights not found: {file}. They ship with the package "
                 f"(package data 'backbones/weights/*.safetensors'); regenerate them with "
-                f"benchmarks/pretrain_vit_small28.py if the file was removed."
+                f"tools/pretrain_vit_small28.py if the file was removed."
             )
     # fc_norm=False keeps the final LayerNorm as ``norm`` (pre-pooling) for every
     # global_pool, so e.g. global_pool="avg" still matches the shipped weights.

@@ -3,20 +3,21 @@
 Design follows peft's ``tuners/lora/layer.py``: the wrapper *holds* the base layer and
 adapters live in an ``nn.ModuleDict`` keyed by adapter name (so ``state_dict``, ``.to()``
 and DDP see them). The forward pass, the stacked bank and merge / unmerge are the
-:class:`~avalanche_litelora.lora.adapter_layer.AdapterLayer` base's; this module says how
+:class:`~avalanche_litelora.adapters.layer.AdapterLayer` base's; this module says how
 one LoRA adapter is stored (A, B and an SD-LoRA magnitude per output slice).
 """
 
 from __future__ import annotations
 
 import math
-from typing import List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Type
 
 import torch
 from torch import Tensor, nn
 
-from avalanche_litelora.lora import bank
-from avalanche_litelora.lora.adapter_layer import (  # noqa: F401  (re-exported)
+from avalanche_litelora.adapters import stacked
+from avalanche_litelora.adapters.inject import AUTO_TARGETS, Targets, inject_adapters
+from avalanche_litelora.adapters.layer import (  # noqa: F401  (re-exported)
     AdapterLayer,
     is_adaptable,
     is_pointwise_conv,
@@ -116,7 +117,7 @@ class LoRALinear(AdapterLayer):
 
     Each adapter is a :class:`LowRankAdapter`; an adapter without a gate value is open.
     Adapters whose factors do not train are computed together, at a cost flat in their
-    number (:mod:`avalanche_litelora.lora.bank`); ``bank_form`` forces one of its forms.
+    number (:mod:`avalanche_litelora.adapters.stacked`); ``bank_form`` forces one of its forms.
     """
 
     def add_adapter(self, name: str, generator: Optional[torch.Generator] = None) -> LowRankAdapter:
@@ -137,17 +138,61 @@ class LoRALinear(AdapterLayer):
         adapter = self.adapters[name]
         return adapter.A[key], adapter.B[key], adapter.scale(key)
 
-    def _stack(self, entries: List[Tuple[str, object]]) -> bank.StackedBank:
+    def _stack(self, entries: List[Tuple[str, object]]) -> stacked.StackedBank:
         """LoRA adapters stack with one kernel per quantity (the same update as ``_factors``);
         a subclass that stores its factors differently is stacked adapter by adapter."""
         if type(self)._factors is not LoRALinear._factors:
             return super()._stack(entries)
         weight = self.base.weight
-        gates = bank.as_vector([gate for _, gate in entries], weight)
+        gates = stacked.as_vector([gate for _, gate in entries], weight)
         keys = list(self.out_slices)
         slices = [self.out_slices[key] for key in keys]
         adapters = [self.adapters[name] for name, _ in entries]
-        return bank.stack_lora_adapters(adapters, keys, gates, slices, self.rank)
+        return stack_lora_adapters(adapters, keys, gates, slices, self.rank)
 
     def extra_repr(self) -> str:
         return f"rank={self.rank}, slices={self.out_slices}, adapters={list(self.adapters)}"
+
+
+def stack_lora_adapters(adapters, keys: Sequence[str], gates: Tensor,
+                        slices: Sequence[Tuple[int, int]], rank: int) -> stacked.StackedBank:
+    """:class:`LowRankAdapter` s stacked with one kernel per quantity, not one per adapter.
+
+    The same arithmetic as ``LowRankAdapter.scale`` (gate x magnitude, over ``||B|| ||A||``
+    once in direction form), vectorised over the adapters.
+    """
+    n, slice_count = len(adapters), len(keys)
+    # nn.Module attribute access costs about a microsecond; a bank of fifty adapters reads
+    # hundreds of tensors per forward pass, so they are read from the modules' own dicts.
+    a_of = [ad._modules["A"]._parameters for ad in adapters]
+    b_of = [ad._modules["B"]._parameters for ad in adapters]
+    magnitude_of = [ad._modules["magnitude"]._parameters for ad in adapters]
+    normalized = torch.stack([ad._buffers["normalized"] for ad in adapters])
+    a_all = torch.cat([a[key] for key in keys for a in a_of], dim=0)  # slice, adapter, rank
+    bs = [torch.cat([b[key] for b in b_of], dim=1) if n > 1 else b_of[0][key] for key in keys]
+    # The norms only need a gradient for an adapter in direction form whose factors train.
+    norm_grad = torch.is_grad_enabled() and any(
+        ad.is_normalized for ad, a, b in zip(adapters, a_of, b_of)
+        if any(a[key].requires_grad or b[key].requires_grad for key in keys))
+    a_src = a_all if norm_grad else a_all.detach()
+    b_src = bs if norm_grad else [b.detach() for b in bs]
+    norm_a = torch.linalg.vector_norm(a_src.reshape(slice_count, n, -1), dim=2)
+    norm_b = torch.stack([torch.linalg.vector_norm(b.reshape(b.shape[0], n, rank), dim=(0, 2)) for b in b_src])
+    magnitude = torch.stack([m[key] for key in keys for m in magnitude_of]).reshape(slice_count, n)
+    # An adapter still in training form divides by 1, not by its norm: its B may be zero,
+    # and the unused branch of a where() still passes 0 x inf = NaN back to the factors.
+    norm = torch.where(normalized, (norm_a * norm_b).clamp_min(torch.finfo(norm_a.dtype).tiny), 1.0)
+    scale = magnitude / norm * gates  # gates: (adapters,) or (slices, adapters)
+    columns = scale.repeat_interleave(rank, dim=1).reshape(-1)
+    return stacked.StackedBank(a_all, bs, columns, list(slices), [n * rank] * slice_count)
+
+
+def inject_lora(model: nn.Module, target_modules: Targets = AUTO_TARGETS, rank: int = 10, exclude: Sequence[str] = (),
+                *, layer_type: Type[AdapterLayer] = LoRALinear) -> Dict[str, AdapterLayer]:
+    """Swap the targeted Linear / 1x1-conv layers for :class:`LoRALinear` in place; freeze the rest.
+
+    :func:`~avalanche_litelora.adapters.inject.inject_adapters` with LoRA's layer by default:
+    all checks run before the first swap, ``exclude`` keeps modules out, ``layer_type`` may be
+    any :class:`AdapterLayer` subclass. Returns the wrappers by module name.
+    """
+    return inject_adapters(model, target_modules, rank, exclude, layer_type=layer_type)

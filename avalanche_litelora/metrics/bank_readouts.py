@@ -12,9 +12,18 @@ from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
 from avalanche_litelora.analysis.report import adapter_tag
-from avalanche_litelora.metrics._bank_access import BankLookup
+from avalanche_litelora.adapters.access import OptionalAdapterModel
+from avalanche_litelora.lora.model import LoRAClassifier
+from avalanche_litelora.registry import register
 
 
+class OptionalLoRAClassifier(OptionalAdapterModel):
+    """The strategy's LoRA bank, or None (warned once) for a metric on another model."""
+
+    kind = LoRAClassifier
+
+
+@register
 class BankReadoutMetric(PluginMetric[dict]):
     """``Bank/active_adapters``, ``Bank/pruned_adapters``, ``Bank/adapter_parameters``,
     ``Bank/gate_logit/<adapter>`` and ``Bank/magnitude/<adapter>`` per training experience.
@@ -29,7 +38,7 @@ class BankReadoutMetric(PluginMetric[dict]):
     def __init__(self, per_layer_magnitudes: bool = False):
         super().__init__()
         self.per_layer_magnitudes = bool(per_layer_magnitudes)
-        self._bank = BankLookup("BankReadoutMetric")
+        self._bank = OptionalLoRAClassifier("BankReadoutMetric")
         self._step = -1
         self._logits_before_pruning: Dict[str, float] = {}
         self._last: dict = {}

@@ -23,8 +23,10 @@ from avalanche_litelora.metrics.accuracy_matrix import (
     forgetting_per_experience,
 )
 from avalanche_litelora.metrics.recorder import RecordedMatrixMetric
+from avalanche_litelora.registry import register
 
 
+@register
 class ForgettingCurveMetric(RecordedMatrixMetric):
     """Forgetting per earlier experience and on average, accuracy so far, anytime accuracy."""
 

@@ -9,8 +9,10 @@ from avalanche.evaluation.metric_results import MetricValue
 from avalanche_litelora.analysis.plots import heatmap_figure
 from avalanche_litelora.metrics._images import figure_to_tensor_image
 from avalanche_litelora.metrics.recorder import RecordedMatrixMetric
+from avalanche_litelora.registry import register
 
 
+@register
 class AccuracyMatrixHeatmapMetric(RecordedMatrixMetric):
     """``Images/accuracy_matrix/<stream>``: rows = after training experience i, columns = experiences.
 

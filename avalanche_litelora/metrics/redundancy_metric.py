@@ -15,10 +15,12 @@ from avalanche.evaluation.metric_results import MetricValue
 
 from avalanche_litelora.analysis.redundancy import analyse_model
 from avalanche_litelora.analysis.report import overlap_figure, scalars
-from avalanche_litelora.metrics._bank_access import BankLookup
+from avalanche_litelora.metrics.bank_readouts import OptionalLoRAClassifier
 from avalanche_litelora.metrics._images import figure_to_tensor_image
+from avalanche_litelora.registry import register
 
 
+@register
 class AdapterRedundancyMetric(PluginMetric[dict]):
     """Subspace overlap, captured fraction and effective rank of the bank, after pruning/freezing.
 
@@ -29,7 +31,7 @@ class AdapterRedundancyMetric(PluginMetric[dict]):
     def __init__(self, image: bool = True):
         super().__init__()
         self.image = bool(image)
-        self._bank = BankLookup("AdapterRedundancyMetric")
+        self._bank = OptionalLoRAClassifier("AdapterRedundancyMetric")
         self._step = -1
         self._last = None
 

@@ -20,12 +20,14 @@ from typing import Any, Dict, Mapping, Tuple, Union
 
 
 from avalanche_litelora.metrics.recorder import RecordedMatrixMetric
+from avalanche_litelora.registry import register
 
 #: Subfolder of a run's log dir that holds its HParams session (and nothing else), so the
 #: HParams table lists only the metrics written there, not every scalar of the run.
 HPARAMS_RUN = "hparams"
 
 
+@register
 class AccuracyCurveMetric(RecordedMatrixMetric):
     """``Accuracy_Curve/<stream>/Exp<j>`` for each experience ``j`` trained so far, at x = step.
 

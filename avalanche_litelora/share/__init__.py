@@ -1,4 +1,8 @@
-"""Share: one shared LoRA subspace per layer for the whole stream (Share, arXiv 2602.06043)."""
+"""Share: one shared LoRA subspace per layer for the whole stream (Share, arXiv 2602.06043).
+
+``config`` (settings), ``basis`` (the subspace math), ``layer``, ``model``, ``plugins``,
+``strategy``: the same kinds of files as every method folder.
+"""
 
 from avalanche_litelora.share.basis import (
     SubspaceMerge,
@@ -8,6 +12,9 @@ from avalanche_litelora.share.basis import (
 )
 from avalanche_litelora.share.layer import ShareLinear, TaskCoefficients
 from avalanche_litelora.share.model import MergeReport, ShareClassifier, task_key
+from avalanche_litelora.share.config import ShareConfig
+from avalanche_litelora.share.plugins import ShareMergePlugin, ShareOpenTaskPlugin
+from avalanche_litelora.share.strategy import ShareStrategy
 
 __all__ = [
     "SubspaceMerge",
@@ -19,4 +26,8 @@ __all__ = [
     "MergeReport",
     "ShareClassifier",
     "task_key",
+    "ShareConfig",
+    "ShareOpenTaskPlugin",
+    "ShareMergePlugin",
+    "ShareStrategy",
 ]

@@ -18,7 +18,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from avalanche_litelora.lora.adapter_layer import AdapterLayer, set_trainable
+from avalanche_litelora.adapters.layer import AdapterLayer, set_trainable
 from avalanche_litelora.share.basis import SubspaceMerge, merge_adapters
 
 #: The four per-slice tensors of the shared subspace, by attribute name.

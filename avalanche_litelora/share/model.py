@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from avalanche.models import MultiHeadClassifier, MultiTaskModule
 from torch import Tensor, nn
 
 from avalanche_litelora.checks import check_choice, check_count
-from avalanche_litelora.lora.inject import DEFAULT_TARGET_MODULES
-from avalanche_litelora.models.adapter_model import AdapterModel
-from avalanche_litelora.models.heads import head_capacity
+from avalanche_litelora.adapters.inject import AUTO_TARGETS
+from avalanche_litelora.adapters.model import AdapterModel
+from avalanche_litelora.adapters.heads import head_capacity
 from avalanche_litelora.share.basis import validate_basis_choice
 from avalanche_litelora.share.layer import SUBSPACE_TENSORS, ShareLinear
+from avalanche_litelora.registry import register
 
 #: What a sample whose task has no coefficients gets: the bare frozen backbone, or an error.
 UNKNOWN_TASK_CHOICES = ("backbone", "error")
@@ -48,6 +49,7 @@ class MergeReport:
     parameters: int
 
 
+@register
 class ShareClassifier(AdapterModel, MultiTaskModule):
     """A backbone adapted by Share (one shared LoRA subspace per layer) and a multi-head.
 
@@ -60,6 +62,7 @@ class ShareClassifier(AdapterModel, MultiTaskModule):
     """
 
     learned_state_name = "shared subspace"
+    method_name = "Share"
 
     @staticmethod
     def is_learned_key(key: str) -> bool:
@@ -70,7 +73,7 @@ class ShareClassifier(AdapterModel, MultiTaskModule):
         backbone: nn.Module,
         *,
         rank: int = 10,
-        target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
+        target_modules: Union[str, Sequence[str]] = AUTO_TARGETS,
         head: Optional[nn.Module] = None,
         feature_dim: Optional[int] = None,
         initial_out_features: int = 2,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import warnings
-from typing import Any, Dict, List, Optional, Sequence, Type
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 import torch
 from avalanche.core import BasePlugin
@@ -23,14 +23,15 @@ from torch.nn import CrossEntropyLoss
 from torch.optim import Optimizer
 
 from avalanche_litelora.checks import check_count
-from avalanche_litelora.config import ALL_CONFIGS, accepts_config_keywords, refuse_foreign_settings
-from avalanche_litelora.models.access import model_of_type
-from avalanche_litelora.models.adapter_model import AdapterModel, user_stacklevel
+from avalanche_litelora.adapters.config import every_setting_name, refuse_foreign_settings
+from avalanche_litelora.adapters.access import adapter_model_of
+from avalanche_litelora.adapters.model import AdapterModel, user_stacklevel
 from avalanche_litelora.training.checkpoint import CheckpointMixin
 from avalanche_litelora.training.compatibility import check_plugins
 from avalanche_litelora.training.distributed import RankSafeTemplateMixin, refuse_unsupported_plugins
 from avalanche_litelora.training.first_experience import HeadFromFirstExperienceMixin
 from avalanche_litelora.training.plugins.guards import AdapterGuardPlugin
+from avalanche_litelora.training.protocol import check_lifecycle_order
 from avalanche_litelora.training.rwalk import repairs_for
 
 
@@ -49,7 +50,7 @@ POSITIONAL_ARGUMENTS = tuple(
 #: selection phase (its steps follow the minibatches), and an evaluation of 500 images that
 #: took over two minutes on a CPU. A frozen backbone under rank-4 adapters gains nothing from
 #: batch-1 steps. 64 and 256 are the sizes the package's benchmarks run with
-#: (``benchmarks.runner.RunSettings``): evaluation keeps no activations for a backward pass
+#: (``benchmarks.harness.runner.RunSettings``): evaluation keeps no activations for a backward pass
 #: and takes four times as many. An explicit value (keyword or positional, ``eval_mb_size=None``
 #: included, Avalanche's "as train_mb_size") always wins.
 DEFAULT_MINIBATCH_SIZES = {"train_mb_size": 64, "eval_mb_size": 256}
@@ -93,7 +94,9 @@ def _accepted_keywords(cls: type) -> set:
 
 
 def _refuse_unknown_keywords(cls: type, kwargs: Dict[str, Any]) -> None:
-    unknown = sorted(set(kwargs) - _accepted_keywords(cls))
+    """A keyword no class above ``cls`` names, and no method's config holds, is a typo;
+    another method's setting goes on, for :func:`refuse_foreign_settings` to name its method."""
+    unknown = sorted(set(kwargs) - _accepted_keywords(cls) - every_setting_name())
     if unknown:
         raise TypeError(
             f"{cls.__name__} got unexpected keyword arguments {unknown}: neither its settings "
@@ -231,7 +234,6 @@ def say_where_the_head_trains(optimizer, model) -> None:
     )
 
 
-@accepts_config_keywords(config_class=ALL_CONFIGS)  # any method's setting reaches our own check
 class AdapterStrategy(
     HeadFromFirstExperienceMixin, CheckpointMixin, RankSafeTemplateMixin, SupervisedTemplate
 ):
@@ -253,6 +255,12 @@ class AdapterStrategy(
     config_class: type
     #: What the method is called in messages.
     method_name = "adapter"
+    #: Facts about the method, read by the benchmark harness instead of its name: a LoRA bank
+    #: (adapter names, pruning, gate read-outs), one whose candidates are judged and may be
+    #: pruned, and the scenarios it runs on (task identity at inference or not).
+    is_bank = False
+    has_candidates = False
+    scenarios: Tuple[str, ...] = ("class_incremental", "task_incremental")
 
     def __init_subclass__(cls, **kwargs):
         """A subclass that inherits ``__init__`` inherits its calling conventions as they are.
@@ -283,6 +291,7 @@ class AdapterStrategy(
         #: The settings, validated (a ``dataclasses`` instance: ``asdict(strategy.config)``).
         self.config = config
         method_plugins = [AdapterGuardPlugin()] + self._method_plugins(config)
+        check_lifecycle_order(method_plugins)
         user_plugins = list(plugins or [])
         # SupervisedTemplate rejects unknown keywords before the backbone is touched.
         super().__init__(
@@ -297,7 +306,7 @@ class AdapterStrategy(
         if isinstance(model, self.model_class):
             self.model = model  # a ready model: its own rank, targets, head and gate apply
         else:
-            self.model = self.model_class(model, **config.model_keywords())
+            self.model = self.model_class.build(model, **config.model_keywords())
         say_where_the_head_trains(optimizer, self.model)
 
     def _method_plugins(self, config) -> List[BasePlugin]:
@@ -308,7 +317,17 @@ class AdapterStrategy(
     @property
     def adapter_model(self) -> AdapterModel:
         """The strategy's model, unwrapped from DDP."""
-        return model_of_type(self, self.model_class, self.method_name)
+        return adapter_model_of(self, self.model_class, self.method_name)
 
     def adapter_parameter_count(self) -> int:
         return self.adapter_model.adapter_parameter_count()
+
+    @property
+    def lora_model(self) -> AdapterModel:
+        """Deprecated name of :attr:`adapter_model` (it named a Share model too)."""
+        return self._former_accessor("lora_model")
+
+    def _former_accessor(self, name: str) -> AdapterModel:
+        warnings.warn(f"{type(self).__name__}.{name} is deprecated: use .adapter_model",
+                      DeprecationWarning, stacklevel=3)
+        return self.adapter_model

@@ -20,7 +20,9 @@ from avalanche.training.plugins import (
     SynapticIntelligencePlugin,
 )
 
-from avalanche_litelora.models.access import unwrap
+from avalanche_litelora.adapters.access import unwrap_ddp
+from avalanche_litelora.adapters.model import AdapterModel
+from avalanche_litelora.training import protocol
 
 
 class IncompatiblePluginError(ValueError):
@@ -28,10 +30,7 @@ class IncompatiblePluginError(ValueError):
 
 
 def _is_bank_model(model) -> bool:
-    from avalanche_litelora.models.lora_classifier import LoRAClassifier
-    from avalanche_litelora.share.model import ShareClassifier
-
-    return isinstance(model, (LoRAClassifier, ShareClassifier))
+    return isinstance(model, AdapterModel)
 
 
 def _cwr_star_reason(plugin, model) -> Optional[str]:
@@ -62,7 +61,7 @@ def check_plugins(plugins: Iterable, model, method: str, config=None) -> None:
     :param method: the strategy's name, for the message.
     :raises IncompatiblePluginError: naming the plugin and the reason.
     """
-    model = unwrap(model)
+    model = unwrap_ddp(model)
     for plugin in plugins:
         for cls, reason_for in REFUSED.items():
             reason = reason_for(plugin, model) if isinstance(plugin, cls) else None
@@ -99,5 +98,5 @@ def runs_during_selection(strategy) -> list:
     """
     return [
         p for p in strategy.plugins
-        if getattr(p, "runs_during_selection", not isinstance(p, SKIPPED_DURING_SELECTION)) is True
+        if protocol.runs_during_selection(p, not isinstance(p, SKIPPED_DURING_SELECTION))
     ]

@@ -21,7 +21,9 @@ from avalanche.distributed import DistributedHelper
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from avalanche_litelora.models.access import unwrap
+from avalanche_litelora.adapters.access import unwrap_ddp
+from avalanche_litelora.training import protocol
+from avalanche_litelora.former_names import getattr_for as _getattr_for
 
 
 def is_distributed() -> bool:
@@ -34,9 +36,9 @@ def is_main_process() -> bool:
     return DistributedHelper.is_main_process
 
 
-def unwrap_model(strategy) -> None:
+def drop_ddp_wrapper(strategy) -> None:
     """Give the strategy its plain model back (Avalanche's adaptation then sees stable names)."""
-    strategy.model = unwrap(strategy.model)
+    strategy.model = unwrap_ddp(strategy.model)
 
 
 def wrap_for_training(strategy) -> None:
@@ -49,7 +51,7 @@ def wrap_for_training(strategy) -> None:
     """
     if not is_distributed():
         return
-    model = unwrap(strategy.model)
+    model = unwrap_ddp(strategy.model)
     if not any(p.requires_grad for p in model.parameters()):
         strategy.model = model  # DDP refuses a module with nothing to train
         return
@@ -72,7 +74,7 @@ def make_optimizer(strategy, **kwargs) -> None:
     one in the optimizer.
     """
     wrapped = strategy.model
-    strategy.model = unwrap(wrapped)
+    strategy.model = unwrap_ddp(wrapped)
     try:
         strategy.make_optimizer(**kwargs)
     finally:
@@ -123,7 +125,7 @@ def broadcast_bank_(model: nn.Module) -> None:
     """
     if not is_distributed():
         return
-    state = unwrap(model).state_dict(keep_vars=True)
+    state = unwrap_ddp(model).state_dict(keep_vars=True)
     tensors = [
         v for k, v in state.items()
         if torch.is_tensor(v) and v.is_floating_point()
@@ -142,7 +144,7 @@ def broadcast_state_(model: nn.Module, select: Callable[[str], bool]) -> None:
     """
     if not is_distributed():
         return
-    module = unwrap(model)
+    module = unwrap_ddp(model)
     state = None
     if is_main_process():
         state = {
@@ -160,7 +162,7 @@ def refuse_unsupported_plugins(plugins: Iterable) -> None:
     if not is_distributed():
         return
     unsupported = sorted(
-        {type(p).__name__ for p in plugins if not getattr(p, "supports_distributed", False)}
+        {type(p).__name__ for p in plugins if not protocol.supports_distributed(p)}
     )
     if unsupported:
         raise ValueError(
@@ -202,3 +204,6 @@ class RankSafeTemplateMixin:
         """Every rank evaluates the whole experience: Avalanche's metrics are per process."""
         super().make_eval_dataloader(**kwargs)
         evaluate_every_sample(self)
+
+
+__getattr__ = _getattr_for(__name__)  # names this module had in 0.1.0, deprecated

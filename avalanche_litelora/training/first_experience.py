@@ -10,7 +10,7 @@ any other one before its own training or evaluation begins).
 Plugins that record the parameters when ``train()`` starts (SI, RWalk, EWC) must see the
 head with the rest, so it is built before Avalanche's loop begins: ``train()`` and
 ``eval()`` look at their first experience, one dry forward pass measures the backbone's
-output width (:mod:`avalanche_litelora.models.pending_head`), and only then hand over. A
+output width (:mod:`avalanche_litelora.adapters.pending_head`), and only then hand over. A
 backbone that cannot be measured is refused there, before anything has changed.
 """
 
@@ -21,8 +21,8 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from avalanche.models import MultiTaskModule
 
-from avalanche_litelora.models.access import unwrap
-from avalanche_litelora.models.pending_head import PendingHead, build_pending_head
+from avalanche_litelora.adapters.access import unwrap_ddp
+from avalanche_litelora.adapters.pending_head import PendingHead, build_pending_head
 
 
 def refuse_task_labels(strategy: str, experience) -> None:
@@ -67,7 +67,7 @@ class HeadFromFirstExperienceMixin:
     ``train`` / ``eval`` gets."""
 
     def _refuses_task_labels(self) -> bool:
-        return not isinstance(unwrap(self.model), MultiTaskModule)
+        return not isinstance(unwrap_ddp(self.model), MultiTaskModule)
 
     def _check_task_labels(self, experiences) -> None:
         if self._refuses_task_labels():
@@ -75,7 +75,7 @@ class HeadFromFirstExperienceMixin:
                 refuse_task_labels(type(self).__name__, experience)
 
     def _build_pending_head(self, experiences):
-        model = unwrap(self.model)
+        model = unwrap_ddp(self.model)
         if not isinstance(getattr(model, "head", None), PendingHead):
             return experiences
         first, experiences = _first_and_all(experiences)

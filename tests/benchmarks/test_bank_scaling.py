@@ -8,7 +8,7 @@ import pytest
 import timm
 import torch
 
-from benchmarks import bank_scaling
+from benchmarks.studies import bank_scaling
 
 
 def tiny_vit():

@@ -3,7 +3,7 @@
 from dataclasses import asdict
 
 from avalanche_litelora.data.redundancy_streams import ExperienceRedundancy
-from benchmarks import ground_truth
+from benchmarks.harness import ground_truth
 
 N = ExperienceRedundancy("novel", None, "perm0", (0, 1))
 

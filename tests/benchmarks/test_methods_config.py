@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from benchmarks.methods import HARNESS_KEYS, LORA_STRATEGIES, load_method_configs
+from benchmarks.harness.methods import HARNESS_KEYS, LORA_STRATEGIES, load_method_configs
 
 METHODS = load_method_configs()
 

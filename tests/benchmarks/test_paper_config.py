@@ -12,7 +12,7 @@ import pytest
 
 from avalanche_litelora.data.paper import reference_class_order, synthetic
 from benchmarks import paper, run
-from benchmarks.paper_report import departures
+from benchmarks.harness.paper_report import departures
 
 #: timm's own test ViT (0.3 M parameters, 160 pixels): the whole path in seconds on a CPU.
 SMALL_VIT = "test_vit.r160_in1k"

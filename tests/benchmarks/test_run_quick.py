@@ -6,10 +6,11 @@ import math
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from benchmarks import ground_truth, run
-from benchmarks.report import goal_checks
-from benchmarks.runner import COLUMNS
-from benchmarks.sweep import choose_lambda
+from benchmarks import run
+from benchmarks.harness import ground_truth
+from benchmarks.harness.report import goal_checks
+from benchmarks.harness.runner import COLUMNS
+from benchmarks.harness.sweep import choose_lambda
 
 pytestmark = pytest.mark.slow  # runs the benchmark harness end to end (about 50 s)
 

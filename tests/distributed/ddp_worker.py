@@ -28,7 +28,7 @@ from avalanche_litelora import (  # noqa: E402
     SequentialLoRAStrategy,
 )
 from avalanche_litelora.training.distributed import broadcast_state_  # noqa: E402
-from avalanche_litelora.training.share_strategy import ShareStrategy  # noqa: E402
+from avalanche_litelora.share.strategy import ShareStrategy  # noqa: E402
 from builders import MLP_TARGETS, digits_benchmark, quiet_evaluator, sgd, tiny_mlp  # noqa: E402
 
 SEED = 1234
@@ -154,14 +154,14 @@ def _share_checks(model, train, world: int) -> dict:
                              train_mb_size=GLOBAL_MB // world, train_epochs=1,
                              evaluator=quiet_evaluator(), plugins=[NaNOnRank1()])
     strategy.train(train[0], eval_streams=[], shuffle=False)
-    saved = {k: v.clone() for k, v in strategy.share_model.state_dict().items() if torch.is_tensor(v)}
+    saved = {k: v.clone() for k, v in strategy.adapter_model.state_dict().items() if torch.is_tensor(v)}
     try:
         strategy.train(train[1], eval_streams=[], shuffle=False)
         stopped = False
     except FloatingPointError:
         stopped = True
-    state = strategy.share_model.state_dict()  # (plus task 1's head, grown before the snapshot)
-    restored = strategy.share_model.tasks == [0] and all(
+    state = strategy.adapter_model.state_dict()  # (plus task 1's head, grown before the snapshot)
+    restored = strategy.adapter_model.tasks == [0] and all(
         k in state and torch.equal(v, state[k]) for k, v in saved.items()
     )
     return {"resynced": resynced, "stopped": stopped, "restored": restored}
@@ -186,7 +186,7 @@ def run(out_dir: str) -> None:
         for exp in train:
             strategy.train(exp, eval_streams=[], shuffle=False)
         metrics = strategy.eval(test)
-        model = strategy.lora_model
+        model = strategy.adapter_model
         result = {
             "world_size": world,
             "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()

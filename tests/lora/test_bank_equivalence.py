@@ -177,7 +177,7 @@ def test_without_autograd_every_adapter_is_stacked_and_still_equal(form):
 
 def test_the_stack_is_the_sum_of_the_gated_delta_weights():
     """``get_delta_weight`` stays the one definition: the fold is the gated sum of it."""
-    from avalanche_litelora.lora import bank
+    from avalanche_litelora.adapters import stacked as bank
 
     layer, _ = random_bank("qkv", 6, seed=7, candidate=None)
     layer.gate_values["adapter_2"] = torch.tensor(0.5, dtype=torch.float64)

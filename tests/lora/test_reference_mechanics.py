@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from avalanche_litelora import LoRAClassifier
-from avalanche_litelora.models.phases import Phase
+from avalanche_litelora.lora.phases import Phase
 from builders import tiny_vit
 
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 
-from avalanche_litelora.lora.adapter_layer import AdapterLayer
+from avalanche_litelora.adapters.layer import AdapterLayer
 from avalanche_litelora.share import ShareClassifier
-from avalanche_litelora.training.share_strategy import ShareStrategy
+from avalanche_litelora.share.strategy import ShareStrategy
 from avalanche_litelora.training.plugins.guards import AdapterGuardPlugin
 from builders import MLP_TARGETS, digits_benchmark, quiet_evaluator, sgd, tiny_mlp, tiny_vit
 

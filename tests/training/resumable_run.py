@@ -37,7 +37,7 @@ from avalanche.training.plugins import EvaluationPlugin  # noqa: E402
 from avalanche_litelora import LiteLoRAStrategy  # noqa: E402
 from avalanche_litelora.training.checkpoint.format import set_file_wrapper  # noqa: E402
 from avalanche_litelora.training.loop import train_stream  # noqa: E402
-from avalanche_litelora.training.plugins import PruneClosedCandidatePlugin  # noqa: E402
+from avalanche_litelora.lora.plugins import PruneClosedCandidatePlugin  # noqa: E402
 from builders import digits_benchmark, lite_kwargs, sgd, tiny_mlp  # noqa: E402
 
 SEED = 1993

@@ -4,7 +4,7 @@ import torch
 from torch.nn import CrossEntropyLoss
 from torch.nn import functional as F
 
-from avalanche_litelora.training.masking import ClassRestrictedLoss, restrict_per_sample
+from avalanche_litelora.training.losses import ClassRestrictedLoss, restrict_per_sample
 
 
 def test_a_minibatch_of_current_classes_competes_among_them_alone():

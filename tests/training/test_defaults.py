@@ -10,8 +10,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from avalanche_litelora import LiteLoRAStrategy, PerTaskLoRAStrategy
-from avalanche_litelora.models.lora_classifier import LoRAClassifier
-from avalanche_litelora.models.pending_head import PendingHead
+from avalanche_litelora.lora.model import LoRAClassifier
+from avalanche_litelora.adapters.pending_head import PendingHead
 from builders import all_strategies
 
 STRATEGIES = all_strategies()

@@ -15,7 +15,7 @@ import torch
 from avalanche.training.determinism.rng_manager import RNGManager
 
 from avalanche_litelora import LiteLoRAStrategy, PerTaskLoRAStrategy
-from avalanche_litelora.training.plugins import PruneClosedCandidatePlugin
+from avalanche_litelora import PruneClosedCandidatePlugin
 from builders import digits_benchmark, lite_kwargs, sgd, single_thread, tiny_mlp
 
 pytestmark = pytest.mark.slow  # repeats whole runs to compare them

@@ -24,7 +24,7 @@ def test_autocast_runs_the_forward_in_bf16_and_hands_back_float32_outputs():
     bm = digits_benchmark(5)
     strategy = _strategy([AutocastPlugin(device_types=("cpu",))])
     seen, outputs = [], []
-    for block in strategy.lora_model.backbone.blocks:
+    for block in strategy.adapter_model.backbone.blocks:
         block.attn.qkv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
 
     class Watch(SupervisedPlugin):
@@ -48,7 +48,7 @@ def test_autocast_does_nothing_on_devices_it_was_not_asked_for():
     bm = digits_benchmark(5)
     strategy = _strategy([AutocastPlugin()])  # cuda only; the strategy runs on the CPU
     seen = []
-    strategy.lora_model.backbone.blocks[0].attn.qkv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    strategy.adapter_model.backbone.blocks[0].attn.qkv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     strategy.train(bm.train_stream[0])
     assert set(seen) == {torch.float32}
     assert bf16_supported(torch.device("cpu")) is False

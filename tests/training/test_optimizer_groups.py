@@ -78,7 +78,7 @@ def test_a_group_that_claims_the_magnitudes_gets_every_magnitude_and_keeps_its_r
     )
     for exp in list(ci_benchmark.train_stream)[:2]:
         strategy.train(exp)
-    model = strategy.lora_model
+    model = strategy.adapter_model
     magnitudes = {id(p) for n, p in model.named_parameters() if model.optimizer_group_role(n) == "magnitudes"}
     groups = strategy.optimizer.param_groups
     assert strategy.optimizer is optimizer and len(groups) == 2

@@ -5,7 +5,7 @@ import torch
 from avalanche.training.templates import SupervisedTemplate
 
 from avalanche_litelora import (
-    BankGuardPlugin,
+    AdapterGuardPlugin,
     CurrentClassesLossPlugin,
     FreezeBankPlugin,
     GateSelectionPlugin,
@@ -13,7 +13,7 @@ from avalanche_litelora import (
     OpenCandidatePlugin,
     PruneClosedCandidatePlugin,
 )
-from avalanche_litelora.training.masking import keep_only_classes
+from avalanche_litelora.training.losses import keep_only_classes
 from builders import MLP_TARGETS, quiet_evaluator, tiny_mlp
 
 
@@ -24,7 +24,7 @@ def _plain_template(model, prune, train_epochs):
         optimizer=torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
         train_mb_size=32, train_epochs=train_epochs, eval_mb_size=512, evaluator=quiet_evaluator(),
         plugins=[
-            BankGuardPlugin(), OpenCandidatePlugin(),
+            AdapterGuardPlugin(), OpenCandidatePlugin(),
             GateSelectionPlugin(lambda_sparsity=1000.0, selection_mb_size=8),
             prune, FreezeBankPlugin(), CurrentClassesLossPlugin(),
         ],

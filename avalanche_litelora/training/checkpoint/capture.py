@@ -17,8 +17,10 @@ from torch import nn
 from avalanche_litelora.training.checkpoint.evaluator import _capture_evaluator
 from avalanche_litelora.training.checkpoint.fingerprint import config_fingerprint
 from avalanche_litelora.training.checkpoint.format import FORMAT, FORMAT_VERSION, _is_plain
-from avalanche_litelora.training.checkpoint.parts import _generators, _unwrap
+from avalanche_litelora.adapters.access import unwrap_ddp
+from avalanche_litelora.training.checkpoint.parts import _generators
 from avalanche_litelora.training.checkpoint.rng import capture_rng_state
+from avalanche_litelora.training import protocol
 
 
 # --------------------------------------------------------------------------- task modules
@@ -67,7 +69,7 @@ def _optimizer_state(strategy, model: nn.Module) -> Dict[str, Any]:
 
 
 def _restore_optimizer(strategy, saved: Mapping) -> None:
-    params = dict(_unwrap(strategy.model).named_parameters())
+    params = dict(unwrap_ddp(strategy.model).named_parameters())
     optimizer = strategy.optimizer
     for group, group_names in zip(optimizer.param_groups, saved["param_names"]):
         group["params"] = [params[n] for n in group_names]
@@ -80,15 +82,14 @@ def _restore_optimizer(strategy, saved: Mapping) -> None:
 # -------------------------------------------------------------------------------- plugins
 def _plugin_state(plugin) -> Dict[str, Any]:
     """A plugin's run state, through its ``checkpoint_state()`` (``{}`` without one)."""
-    if callable(getattr(plugin, "checkpoint_state", None)):
-        return {"__custom__": plugin.checkpoint_state()}
-    return {}
+    state = protocol.checkpoint_state(plugin)
+    return {} if state is None else {"__custom__": state}
 
 
 def _restore_plugin(plugin, state: Mapping[str, Any]) -> None:
     for attr, value in state.items():
         if attr == "__custom__":
-            plugin.load_checkpoint_state(value)
+            protocol.load_checkpoint_state(plugin, value)
         else:  # files written before 2026-12-06 stored PruneClosedCandidatePlugin.decisions so
             setattr(plugin, attr, value)
 
@@ -98,7 +99,7 @@ def capture_state(strategy, extra: Optional[Mapping[str, Any]] = None) -> Dict[s
     """Everything a checkpoint holds, as plain data (the payload of :func:`save_checkpoint`)."""
     if extra is not None and not _is_plain(dict(extra)):
         raise ValueError("extra checkpoint data must be plain (numbers, strings, tensors, lists, dicts)")
-    model = _unwrap(strategy.model)
+    model = unwrap_ddp(strategy.model)
     if any(getattr(m, "merged", False) is True for m in model.modules()):
         raise ValueError("the model's adapters are merged into its weights (inside evaluation?): "
                          "checkpoint between experiences, when they are unmerged")

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import torch
 from torch import nn
 
+from avalanche_litelora.training.checkpoint.bridge import class_today
 from avalanche_litelora.training.checkpoint.format import _is_plain
 
 
@@ -55,6 +56,8 @@ def _restricted_pickle(allowed: set) -> types.SimpleNamespace:
 
     class Unpickler(pickle.Unpickler):
         def find_class(self, module: str, name: str):
+            if (module, name) not in allowed:  # a class an earlier version pickled where it lived then
+                module, name = class_today(module, name) or (module, name)
             if (module, name) not in allowed:
                 raise pickle.UnpicklingError(
                     f"{module}.{name} is not a class this run's evaluator metrics use"

@@ -1,18 +1,22 @@
 """The configuration fingerprint: what must be equal for a checkpoint to resume into a strategy.
 
 Its value is stored in every checkpoint and compared key by key on load, so any change to what
-it collects (or how) makes older checkpoints refuse to load, unless :data:`RENAMED_CLASSES` or
-:data:`ADDED_KEYS` says how to read them; it lives alone to keep that visible.
+it collects (or how) makes older checkpoints refuse to load, unless
+:mod:`~avalanche_litelora.training.checkpoint.bridge` says how to read them; it lives alone to
+keep that visible. Classes are recorded by their registered name
+(:mod:`avalanche_litelora.registry`), so moving a module never refuses a saved run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence
 
-from avalanche_litelora.models.adapter_model import backbone_signature
+from avalanche_litelora.adapters.model import backbone_signature
 from avalanche_litelora.training.checkpoint.format import _is_plain
-from avalanche_litelora.training.checkpoint.parts import _qualname, _unwrap
+from avalanche_litelora.adapters.access import unwrap_ddp
+from avalanche_litelora.registry import stable_name
+from avalanche_litelora.training.checkpoint.bridge import saved_as_today
 
 
 def _public_scalars(obj: Any) -> Dict[str, Any]:
@@ -30,7 +34,7 @@ def config_fingerprint(strategy) -> Dict[str, Any]:
     the model's own (``model.checkpoint_fingerprint()``; for any other model, the names,
     shapes and dtypes of its weights).
     """
-    model = _unwrap(strategy.model)
+    model = unwrap_ddp(strategy.model)
     plugin_settings = []
     for plugin in strategy.plugins:
         if type(plugin).__module__.startswith("avalanche_litelora."):
@@ -40,15 +44,15 @@ def config_fingerprint(strategy) -> Dict[str, Any]:
     evaluator = getattr(strategy, "evaluator", None)
     optimizer = strategy.optimizer
     fingerprint = {
-        "strategy": _qualname(strategy),
-        "model": _qualname(model),
-        "criterion": _qualname(getattr(strategy, "_criterion", None)),
-        "optimizer": _qualname(optimizer),
+        "strategy": stable_name(strategy),
+        "model": stable_name(model),
+        "criterion": stable_name(getattr(strategy, "_criterion", None)),
+        "optimizer": stable_name(optimizer),
         "optimizer_defaults": {k: v for k, v in sorted(optimizer.defaults.items()) if _is_plain(v)},
         "sizes": [strategy.train_epochs, strategy.train_mb_size, strategy.eval_mb_size],
-        "plugins": [_qualname(p) for p in strategy.plugins],
+        "plugins": [stable_name(p) for p in strategy.plugins],
         "plugin_settings": plugin_settings,
-        "metrics": [_qualname(m) for m in getattr(evaluator, "metrics", [])],
+        "metrics": [stable_name(m) for m in getattr(evaluator, "metrics", [])],
     }
     config = getattr(strategy, "config", None)
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
@@ -64,67 +68,10 @@ def config_fingerprint(strategy) -> Dict[str, Any]:
     return fingerprint
 
 
-#: Classes renamed since checkpoints were first written: a saved fingerprint is read with the
-#: new names, so a rename alone never refuses an older checkpoint.
-RENAMED_CLASSES = {
-    "avalanche_litelora.training.plugins.guards.BankGuardPlugin":
-        "avalanche_litelora.training.plugins.guards.AdapterGuardPlugin",
-    "avalanche_litelora.training.plugins.share.ShareGuardPlugin":
-        "avalanche_litelora.training.plugins.guards.AdapterGuardPlugin",
-}
-
-
-#: Keys that checkpoints written before them lack: such a checkpoint is compared without them
-#: (``"config"``: the strategy's settings, added 2026-12-06; the plugin and model settings
-#: those checkpoints do hold cover the same choices).
-ADDED_KEYS = ("config",)
-
-
-#: Settings added inside a fingerprint section, with the value every checkpoint written
-#: before them implicitly has (the behaviour the code had then). Such a checkpoint is read
-#: with that value, so it resumes into a run with the same behaviour and names the setting
-#: when the run's differs (2026-12-06: the reference code's mechanics became settings).
-ADDED_SETTINGS = {
-    "model_settings": {"magnitude_scope": "per_layer", "boundary": "preserve"},
-    "config": {"magnitude_scope": "per_layer", "boundary": "preserve", "gate_sampling": "per_forward",
-               "lambda_rule": "absolute"},
-}
-
-
-#: Plugin settings added since checkpoints were first written, with their value before.
-ADDED_PLUGIN_SETTINGS = {"gate_sampling": "per_forward", "lambda_rule": "absolute"}
-
-
-def _filled(saved: Mapping, live: Mapping, defaults: Mapping) -> Mapping:
-    return {**saved, **{k: v for k, v in defaults.items() if k in live and k not in saved}}
-
-
-def _with_added_settings(saved: Mapping, live: Mapping) -> Mapping:
-    """``saved`` with each added setting that the live run has and the file lacks, at its old value."""
-    out = dict(saved)
-    for section, defaults in ADDED_SETTINGS.items():
-        if isinstance(out.get(section), Mapping) and isinstance(live.get(section), Mapping):
-            out[section] = _filled(out[section], live[section], defaults)
-    plugins, live_plugins = out.get("plugin_settings"), live.get("plugin_settings")
-    if isinstance(plugins, list) and isinstance(live_plugins, list) and len(plugins) == len(live_plugins):
-        out["plugin_settings"] = [_filled(p, q, ADDED_PLUGIN_SETTINGS) if isinstance(p, Mapping) else p
-                                  for p, q in zip(plugins, live_plugins)]
-    return out
-
-
-def _as_today(saved: Mapping, live: Mapping) -> Tuple[Mapping, Mapping]:
-    """Both fingerprints as the current code writes them: renamed classes, missing new keys."""
-    if "plugins" in saved:
-        saved = {**saved, "plugins": [RENAMED_CLASSES.get(name, name) for name in saved["plugins"]]}
-    saved = _with_added_settings(saved, live)
-    missing = [k for k in ADDED_KEYS if k not in saved]
-    return saved, {k: v for k, v in live.items() if k not in missing}
-
-
 def _fingerprint_diff(saved: Mapping, live: Mapping, prefix: str = "") -> List[str]:
     """One line per differing entry; a setting inside a dict (``config.refit_lr``) by its name."""
     if not prefix:
-        saved, live = _as_today(saved, live)
+        saved, live = saved_as_today(saved, live)
     lines = []
     for k in sorted(set(saved) | set(live)):
         old, new = saved.get(k), live.get(k)

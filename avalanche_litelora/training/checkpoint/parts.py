@@ -1,8 +1,9 @@
 """Where a strategy keeps what a checkpoint saves, found the same way by every other module.
 
-The unwrapped model, the class names the fingerprint compares and the ``torch.Generator``
-attributes: capture, restore and the fingerprint must agree on all three, so each is defined
-once, here. (A plugin's run state comes from its own ``checkpoint_state()``.)
+The ``torch.Generator`` attributes: capture, restore and the fingerprint must agree on
+them, so they are found once, here (the model comes from
+:func:`~avalanche_litelora.adapters.access.unwrap_ddp`, class names from
+:mod:`avalanche_litelora.registry`). (A plugin's run state comes from its own ``checkpoint_state()``.)
 """
 
 from __future__ import annotations
@@ -11,15 +12,7 @@ from typing import Any, Dict
 
 import torch
 
-from avalanche_litelora.models.access import unwrap
-
-def _qualname(obj: Any) -> str:
-    cls = obj if isinstance(obj, type) else type(obj)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-_unwrap = unwrap  # the one DDP unwrap, under the name this package's modules use
-
+from avalanche_litelora.adapters.access import unwrap_ddp
 
 def _generators(strategy) -> Dict[str, torch.Generator]:
     """``torch.Generator`` attributes of the strategy and its plugins, by a stable name."""

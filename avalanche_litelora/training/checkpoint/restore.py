@@ -24,7 +24,8 @@ from avalanche_litelora.training.checkpoint.evaluator import (
 )
 from avalanche_litelora.training.checkpoint.fingerprint import _fingerprint_diff, _short, config_fingerprint
 from avalanche_litelora.training.checkpoint.format import CheckpointError, PathLike, read_checkpoint
-from avalanche_litelora.training.checkpoint.parts import _generators, _unwrap
+from avalanche_litelora.adapters.access import unwrap_ddp
+from avalanche_litelora.training.checkpoint.parts import _generators
 from avalanche_litelora.training.checkpoint.rng import _check_rng_state, restore_rng_state
 
 
@@ -72,7 +73,7 @@ def _verified(strategy, payload: Mapping, expect: Optional[Mapping[str, Any]]) -
             f"the checkpoint saved generators {sorted(payload['generators'])}, "
             f"this run has {sorted(live_generators)}"
         )
-    _check_model_loads(_unwrap(strategy.model), payload["model"], payload["task_modules"])
+    _check_model_loads(unwrap_ddp(strategy.model), payload["model"], payload["task_modules"])
     optimizer = payload["optimizer"]
     _check_optimizer_loads(strategy, optimizer["param_names"], optimizer["state_dict"], payload["model"])
     if set(payload["clock"]) - set(vars(strategy.clock)):
@@ -104,8 +105,8 @@ def load_checkpoint(strategy, path: PathLike, *, expect: Optional[Mapping[str, A
         checked = _verified(strategy, payload, expect)
     except (KeyError, IndexError, TypeError, AttributeError) as error:
         raise CheckpointError(f"{path} lacks part of a checkpoint: {error!r}") from error
-    _unwrap(strategy.model).load_state_dict(payload["model"])
-    _restore_task_modules(_unwrap(strategy.model), payload["task_modules"])
+    unwrap_ddp(strategy.model).load_state_dict(payload["model"])
+    _restore_task_modules(unwrap_ddp(strategy.model), payload["task_modules"])
     _restore_optimizer(strategy, payload["optimizer"])
     for key, value in payload["clock"].items():
         setattr(strategy.clock, key, value)

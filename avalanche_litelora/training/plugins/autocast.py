@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 
 import torch
 from avalanche.core import SupervisedPlugin
+from avalanche_litelora.registry import register
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -24,6 +25,7 @@ def bf16_supported(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
+@register
 class AutocastPlugin(SupervisedPlugin, supports_distributed=True):
     """Runs the strategy's forward passes under ``torch.autocast(device_type, dtype)``.
 

@@ -8,8 +8,10 @@ from typing import Optional, Union
 from avalanche.core import SupervisedPlugin
 
 from avalanche_litelora.training.checkpoint import save_checkpoint
+from avalanche_litelora.registry import register
 
 
+@register
 class CheckpointPlugin(SupervisedPlugin, supports_distributed=True):
     """Saves the strategy with :func:`~avalanche_litelora.training.checkpoint.save_checkpoint`.
 

@@ -3,7 +3,7 @@
 A sample of the current experience competes with the experience's classes only (the
 paper's loss); a sample of an earlier class, which rehearsal (``ReplayPlugin``,
 ``GDumbPlugin``, generative replay) puts in the minibatch, with every class seen so far.
-See :mod:`avalanche_litelora.training.masking` for why.
+See :mod:`avalanche_litelora.training.losses` for why.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import List
 from avalanche.benchmarks import OnlineCLExperience
 from avalanche.core import SupervisedPlugin
 
-from avalanche_litelora.training.masking import ClassRestrictedLoss
+from avalanche_litelora.training.losses import ClassRestrictedLoss
+from avalanche_litelora.registry import register
 
 
 class SingleClassExperienceWarning(UserWarning):
@@ -28,6 +29,7 @@ def experience_classes(experience) -> List[int]:
     return sorted(int(c) for c in experience.classes_in_this_experience)
 
 
+@register
 class CurrentClassesLossPlugin(SupervisedPlugin, supports_distributed=True):
     """Wraps the strategy's criterion in a :class:`ClassRestrictedLoss` while it trains.
 

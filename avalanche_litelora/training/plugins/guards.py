@@ -17,12 +17,15 @@ from avalanche.benchmarks import OnlineCLExperience
 from avalanche.core import SupervisedPlugin
 from avalanche.models import MultiTaskModule
 
-from avalanche_litelora.models.adapter_model import AdapterModel
-from avalanche_litelora.models.heads import head_capacity
+from avalanche_litelora.adapters.model import AdapterModel
+from avalanche_litelora.adapters.heads import head_capacity
 from avalanche_litelora.training.checkpoint import capture_rng_state, restore_rng_state
-from avalanche_litelora.training.distributed import any_rank, make_optimizer, unwrap_model
-from avalanche_litelora.models.access import model_of_type
+from avalanche_litelora.training.distributed import any_rank, make_optimizer, drop_ddp_wrapper
+from avalanche_litelora.adapters.access import adapter_model_of
+from avalanche_litelora.training import protocol
 from avalanche_litelora.training.plugins.current_classes import experience_classes
+from avalanche_litelora.registry import register
+from avalanche_litelora.former_names import getattr_for as _getattr_for
 
 
 def check_stream_fits(experience, model, method: str) -> None:
@@ -54,18 +57,17 @@ class EvalLeavesTrainingAlone:
             restore_rng_state(self._rng_before_eval.pop())
 
 
-def adapter_model(strategy) -> AdapterModel:
-    return model_of_type(strategy, AdapterModel, "The adapter strategies'")
-
-
+@register
 class AdapterGuardPlugin(EvalLeavesTrainingAlone, SupervisedPlugin, supports_distributed=True):
     """Checks each experience before the adapters change and restores them on a non-finite loss.
 
     The one guard of every adapter model (LoRA bank, Share): what it snapshots is the
-    model's :meth:`~avalanche_litelora.models.adapter_model.AdapterModel.learned_state`.
+    model's :meth:`~avalanche_litelora.adapters.model.AdapterModel.learned_state`.
     Put it first in the plugin list: it snapshots before the experience's adapter opens.
     Under torchrun a non-finite loss on any rank stops every rank at the same step.
     """
+
+    lifecycle_step = "guard"
 
     def __init__(self):
         super().__init__()
@@ -73,7 +75,7 @@ class AdapterGuardPlugin(EvalLeavesTrainingAlone, SupervisedPlugin, supports_dis
 
     def _take_snapshot(self, strategy) -> None:
         if self._snapshot is None:
-            self._snapshot = adapter_model(strategy).learned_state()
+            self._snapshot = adapter_model_of(strategy).learned_state()
 
     def before_training(self, strategy, **kwargs):
         self._take_snapshot(strategy)
@@ -83,7 +85,7 @@ class AdapterGuardPlugin(EvalLeavesTrainingAlone, SupervisedPlugin, supports_dis
         self._take_snapshot(strategy)
         experience = strategy.experience
         try:
-            check_stream_fits(experience, adapter_model(strategy), type(adapter_model(strategy)).__name__)
+            check_stream_fits(experience, adapter_model_of(strategy), type(adapter_model_of(strategy)).__name__)
             if len(experience.dataset) == 0:
                 raise ValueError(
                     f"experience {experience.current_experience} has no training "
@@ -94,7 +96,7 @@ class AdapterGuardPlugin(EvalLeavesTrainingAlone, SupervisedPlugin, supports_dis
             raise
 
     def before_training_exp(self, strategy, **kwargs):
-        model = adapter_model(strategy)
+        model = adapter_model_of(strategy)
         classes = experience_classes(strategy.experience)
         capacity = head_capacity(model.head)
         if capacity is not None and classes and max(classes) >= capacity:
@@ -111,7 +113,7 @@ class AdapterGuardPlugin(EvalLeavesTrainingAlone, SupervisedPlugin, supports_dis
             return
         exp = strategy.experience.current_experience
         iteration = strategy.clock.train_exp_iterations
-        what = adapter_model(strategy).learned_state_name
+        what = adapter_model_of(strategy).learned_state_name
         self._restore(strategy)
         raise FloatingPointError(
             f"non-finite loss ({float(loss.detach()) if loss.numel() == 1 else 'tensor'}) "
@@ -120,14 +122,14 @@ class AdapterGuardPlugin(EvalLeavesTrainingAlone, SupervisedPlugin, supports_dis
         )
 
     def _restore(self, strategy) -> None:
-        model = adapter_model(strategy)
+        model = adapter_model_of(strategy)
         for plugin in strategy.plugins:  # e.g. the selection phase hands back the optimizer
-            if plugin is not self and hasattr(plugin, "abort_experience"):
-                plugin.abort_experience(strategy)
+            if plugin is not self:
+                protocol.abort_experience(plugin, strategy)
         if self._snapshot is None:
             return
         model.load_state_dict(self._snapshot, strict=False)
-        unwrap_model(strategy)  # a DDP wrapper would hold the tensors just replaced
+        drop_ddp_wrapper(strategy)  # a DDP wrapper would hold the tensors just replaced
         make_optimizer(strategy, remove_params=True, reset_optimizer_state=True)
         self._snapshot = None
 
@@ -135,6 +137,4 @@ class AdapterGuardPlugin(EvalLeavesTrainingAlone, SupervisedPlugin, supports_dis
         self._snapshot = None
 
 
-#: The names this guard had when the LoRA bank and Share each had their own.
-BankGuardPlugin = AdapterGuardPlugin
-ShareGuardPlugin = AdapterGuardPlugin
+__getattr__ = _getattr_for(__name__)  # names this module had in 0.1.0, deprecated

@@ -15,12 +15,14 @@ from typing import Sequence
 from avalanche.core import SupervisedPlugin
 
 from avalanche_litelora.checks import check_count, check_real
+from avalanche_litelora.registry import register
 
 
 #: The key under which a parameter group keeps its rate before any milestone.
 BASE_KEY = "milestones_base_lr"
 
 
+@register
 class EpochMilestonesLRPlugin(SupervisedPlugin, supports_distributed=True):
     """Sets ``lr = base_lr * gamma ** (milestones passed)`` before every training epoch.
 

@@ -1,0 +1,1 @@
+"""Studies: each answers one question and writes its answer to docs/benchmarks/studies/<name>."""
