@@ -39,6 +39,10 @@ VARIANTS: List[Tuple[str, str, Dict[str, Any]]] = [
     ("LiteLoRA, one gate sample per forward pass", "litelora", dict(REFERENCE, gate_sampling="per_forward")),
     ("LiteLoRA, all three package choices", "litelora",
      dict(magnitude_scope="per_layer", boundary="preserve", gate_sampling="per_forward")),
+    ("per-task LoRA, magnitudes per layer, boundary preserved", "per_task_lora",
+     dict(REFERENCE, magnitude_scope="per_layer", boundary="preserve")),
+    ("LiteLoRA, magnitudes per layer, boundary preserved", "litelora",
+     dict(REFERENCE, **REFERENCE_GATE, magnitude_scope="per_layer", boundary="preserve")),
 ]
 
 
