@@ -1,0 +1,16 @@
+"""O-LoRA: orthogonal subspace learning for continual learning (Wang et al., 2023) on the bank."""
+
+from avalanche_litelora.olora.config import OLoRAConfig
+from avalanche_litelora.olora.orthogonality import l2_loss, orthogonality_loss, overlap
+from avalanche_litelora.olora.plugins import AdapterScalePlugin, OrthogonalityPlugin
+from avalanche_litelora.olora.strategy import OLoRAStrategy
+
+__all__ = [
+    "OLoRAConfig",
+    "OLoRAStrategy",
+    "AdapterScalePlugin",
+    "OrthogonalityPlugin",
+    "orthogonality_loss",
+    "l2_loss",
+    "overlap",
+]
