@@ -63,10 +63,15 @@ class SubspaceMemoryPlugin(SupervisedPlugin, supports_distributed=True):
         self.total_tasks = None if total_tasks is None else check_count("total_tasks", total_tasks)
         #: Per adapter layer, the stored subspace (none before the first task ends).
         self.memory: Dict[str, LayerMemory] = {}
-        #: Tasks whose subspace is stored (the official ``_cur_task`` + 1).
-        self.tasks_done = 0
+        # Run state, private: the checkpoint fingerprint compares plugins' public settings.
+        self._tasks_done = 0
         #: The threshold of each update, in order (a read-out).
         self.thresholds = []
+
+    @property
+    def tasks_done(self) -> int:
+        """Tasks whose subspace is stored (the official ``_cur_task`` + 1)."""
+        return self._tasks_done
 
     def _total(self, strategy) -> int:
         total = self.total_tasks or stream_length(strategy.experience)
@@ -85,7 +90,7 @@ class SubspaceMemoryPlugin(SupervisedPlugin, supports_distributed=True):
         for name, representation in _representations(strategy, model).items():
             self.memory[name] = update_memory(self.memory.get(name), representation, min(threshold, 1.0))
         self.thresholds.append(threshold)
-        self.tasks_done += 1
+        self._tasks_done += 1
 
     def dimensions(self) -> Dict[str, int]:
         """Per layer, the dimension of the input space the bank protects."""
@@ -100,7 +105,7 @@ class SubspaceMemoryPlugin(SupervisedPlugin, supports_distributed=True):
 
     def load_checkpoint_state(self, state: dict) -> None:
         self.memory = {name: LayerMemory.from_state(m) for name, m in state["memory"].items()}
-        self.tasks_done = int(state["tasks_done"])
+        self._tasks_done = int(state["tasks_done"])
         self.thresholds = [float(t) for t in state["thresholds"]]
 
 

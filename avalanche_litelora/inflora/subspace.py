@@ -90,9 +90,11 @@ def _energy(matrix: Tensor) -> Tensor:
 
 
 def _first_task(representation: Tensor, threshold: float) -> LayerMemory:
-    """Keep the fewest top directions whose energy share reaches ``threshold`` (at least one).
+    """Keep the top directions whose cumulative energy share is still below ``threshold``.
 
-    ``methods/inflora.py`` L325-338: ``r = sum(cumsum(ratio) < threshold)``.
+    ``methods/inflora.py`` L325-338: ``r = sum(cumsum(ratio) < threshold)`` with its ``+1``
+    commented out, so one direction fewer than reaching the threshold (at least one), where
+    the later tasks' rule (:func:`_grow_removed`) adds until the threshold is reached.
     """
     u, s, _ = torch.linalg.svd(representation, full_matrices=False)
     energy = s ** 2
