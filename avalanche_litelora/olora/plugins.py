@@ -67,6 +67,7 @@ class OrthogonalityPlugin(SupervisedPlugin, supports_distributed=True):
     def before_backward(self, strategy, **kwargs):
         model = lora_model(strategy)
         name = model.candidate
+        self.last = {}  # a step that adds nothing leaves no stale read-out behind
         if name is None or (self.lambda_orth == 0 and self.lambda_l2 == 0):
             return
         orth, l2 = strategy.loss.new_zeros(()), strategy.loss.new_zeros(())
