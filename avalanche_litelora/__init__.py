@@ -17,6 +17,7 @@ from avalanche_litelora.data import (
     stream_redundancy,
 )
 from avalanche_litelora.evaluation import litelora_evaluator, litelora_metrics
+from avalanche_litelora.inflora import InfLoRAConfig, InfLoRAStrategy, inflora_metrics
 from avalanche_litelora.lora import (
     AdapterGate,
     HeadOnlyConfig,
@@ -42,6 +43,7 @@ from avalanche_litelora.metrics import (
     BankReadoutMetric,
     ForgettingCurveMetric,
 )
+from avalanche_litelora.olora import OLoRAConfig, OLoRAStrategy, olora_metrics
 from avalanche_litelora.share import (
     MergeReport,
     ShareClassifier,
@@ -67,15 +69,19 @@ __version__ = "0.1.0"
 __all__ = [
     # settings
     "HeadOnlyConfig",
+    "InfLoRAConfig",
     "LiteLoRAConfig",
     "LoRABankConfig",
+    "OLoRAConfig",
     "PerTaskLoRAConfig",
     "SequentialLoRAConfig",
     "ShareConfig",
     "TaskRoutedLoRAConfig",
     # strategies
     "HeadOnlyStrategy",
+    "InfLoRAStrategy",
     "LiteLoRAStrategy",
+    "OLoRAStrategy",
     "PerTaskLoRAStrategy",
     "SequentialLoRAStrategy",
     "ShareStrategy",
@@ -104,6 +110,8 @@ __all__ = [
     # metrics, evaluation and analysis
     "litelora_evaluator",
     "litelora_metrics",
+    "inflora_metrics",
+    "olora_metrics",
     "ForgettingCurveMetric",
     "AccuracyMatrixHeatmapMetric",
     "BankReadoutMetric",

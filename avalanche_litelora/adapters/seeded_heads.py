@@ -37,6 +37,19 @@ class SeededIncrementalClassifier(IncrementalClassifier):
             seeded_linear_rows_(self.classifier, range(old, new), self.seed, "head", self.task)
 
 
+def classes_of(experience) -> list:
+    """The classes an experience holds, sorted.
+
+    Avalanche's classic benchmarks and ``with_classes_timeline`` set
+    ``classes_in_this_experience``; a stream from ``benchmark_from_datasets`` does not, and
+    ``Naive`` trains on it, so the classes are then read off the dataset's targets.
+    """
+    classes = getattr(experience, "classes_in_this_experience", None)
+    if classes is None:
+        classes = experience.dataset.targets.uniques
+    return sorted(int(c) for c in classes)
+
+
 class _SortedClasses:
     """An experience whose ``classes_in_this_experience`` is a sorted list.
 
@@ -46,7 +59,7 @@ class _SortedClasses:
 
     def __init__(self, experience):
         self._experience = experience
-        self.classes_in_this_experience = sorted(int(c) for c in experience.classes_in_this_experience)
+        self.classes_in_this_experience = classes_of(experience)
 
     def __getattr__(self, name):
         return getattr(self._experience, name)

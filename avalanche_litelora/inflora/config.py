@@ -1,4 +1,4 @@
-"""InfLoRA's settings (a :class:`~avalanche_litelora.config.LoRABankConfig` with its own fields).
+"""InfLoRA's settings (a :class:`~avalanche_litelora.lora.config.LoRABankConfig` with its own fields).
 
 Defaults are the official code's CIFAR-100 configuration (``configs/cifar100_inflora.json`` of
 liangyanshuo/InfLoRA: rank 10, ``lamb`` 0.95, ``lame`` 1.0); ImageNet-R uses ``lamb`` 0.98
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence
 
-from avalanche_litelora.config import LoRABankConfig
+from avalanche_litelora.lora.config import LoRABankConfig
 
 #: The parts of timm's fused ``qkv`` an adapter can write to.
 QKV_PARTS = ("q", "k", "v")
@@ -42,6 +42,8 @@ class InfLoRAConfig(LoRABankConfig):
         adapts k and v (``models/vit_inflora.py`` L191-194, L246-249). Other layers are
         adapted on their whole output.
     """
+
+    settings_of = "InfLoRA"
 
     threshold_start: float = 0.95
     threshold_end: float = 1.0

@@ -22,6 +22,7 @@ from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
 from avalanche_litelora.inflora.plugins import SubspaceMemoryPlugin
+from avalanche_litelora.registry import register
 
 
 def find_memory(strategy) -> Optional[SubspaceMemoryPlugin]:
@@ -29,6 +30,7 @@ def find_memory(strategy) -> Optional[SubspaceMemoryPlugin]:
     return next((p for p in getattr(strategy, "plugins", ()) if isinstance(p, SubspaceMemoryPlugin)), None)
 
 
+@register
 class InfLoRASubspaceMetric(PluginMetric[dict]):
     """Per layer, the protected subspace's dimension, and the threshold, per training experience.
 

@@ -16,8 +16,8 @@ from torch import nn
 
 from avalanche_litelora.inflora.config import PLAIN_SUM_MODEL
 from avalanche_litelora.lora.layer import LoRALinear
-from avalanche_litelora.models.access import unwrap
-from avalanche_litelora.models.lora_classifier import LoRAClassifier
+from avalanche_litelora.adapters.access import unwrap_ddp as unwrap
+from avalanche_litelora.lora.model import LoRAClassifier
 from avalanche_litelora.training.compatibility import IncompatiblePluginError
 
 

@@ -23,9 +23,11 @@ from avalanche_litelora.inflora.subspace import (
     threshold_for,
     update_memory,
 )
-from avalanche_litelora.lora.adapter_layer import set_trainable
-from avalanche_litelora.models.access import lora_model
-from avalanche_litelora.training.distributed import unwrap_model, wrap_for_training
+from avalanche_litelora.adapters.layer import set_trainable
+from avalanche_litelora.adapters.access import adapter_model_of
+from avalanche_litelora.lora.model import LoRAClassifier
+from avalanche_litelora.training.distributed import drop_ddp_wrapper, wrap_for_training
+from avalanche_litelora.registry import register
 
 
 def _representations(strategy, model) -> Dict:
@@ -44,6 +46,7 @@ def stream_length(experience) -> Optional[int]:
     return None
 
 
+@register
 class SubspaceMemoryPlugin(SupervisedPlugin, supports_distributed=True):
     """``after_training_exp``: DualGPM's update of every layer's stored input subspace.
 
@@ -85,7 +88,7 @@ class SubspaceMemoryPlugin(SupervisedPlugin, supports_distributed=True):
     def after_training_exp(self, strategy, **kwargs):
         if not _at_task_boundary(strategy.experience, before=False):
             return
-        model = lora_model(strategy)
+        model = adapter_model_of(strategy, LoRAClassifier)
         threshold = threshold_for(self.tasks_done, self._total(strategy), self.threshold_start, self.threshold_end)
         for name, representation in _representations(strategy, model).items():
             self.memory[name] = update_memory(self.memory.get(name), representation, min(threshold, 1.0))
@@ -109,6 +112,7 @@ class SubspaceMemoryPlugin(SupervisedPlugin, supports_distributed=True):
         self.thresholds = [float(t) for t in state["thresholds"]]
 
 
+@register
 class DesignDownProjectionPlugin(SupervisedPlugin, supports_distributed=True):
     """``before_training_exp``: the new adapter's ``A`` from the task's inputs, then frozen.
 
@@ -125,7 +129,7 @@ class DesignDownProjectionPlugin(SupervisedPlugin, supports_distributed=True):
         self._memory = memory
 
     def before_training_exp(self, strategy, **kwargs):
-        model = lora_model(strategy)
+        model = adapter_model_of(strategy, LoRAClassifier)
         name = model.candidate
         if name is None:
             return
@@ -142,5 +146,5 @@ class DesignDownProjectionPlugin(SupervisedPlugin, supports_distributed=True):
         set_trainable(fixed, False)
         for p in fixed:
             strategy.optimizer.state.pop(p, None)
-        unwrap_model(strategy)
+        drop_ddp_wrapper(strategy)
         wrap_for_training(strategy)  # under torchrun, DDP over what trains now

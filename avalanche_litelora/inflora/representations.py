@@ -16,7 +16,7 @@ from typing import Dict, Iterable
 import torch
 from torch import Tensor, nn
 
-from avalanche_litelora.lora.adapter_layer import AdapterLayer
+from avalanche_litelora.adapters.layer import AdapterLayer
 from avalanche_litelora.training.checkpoint import capture_rng_state, restore_rng_state
 
 

@@ -6,19 +6,19 @@ from typing import Dict, List
 
 from avalanche.core import BasePlugin
 from torch import nn
-from torch.optim import Optimizer
 
-from avalanche_litelora.config import accepts_config_keywords
+from avalanche_litelora.adapters.config import accepts_config_keywords
 from avalanche_litelora.inflora.config import InfLoRAConfig
 from avalanche_litelora.inflora.plain_sum import check_ready_model, use_qkv_parts
 from avalanche_litelora.inflora.plugins import DesignDownProjectionPlugin, SubspaceMemoryPlugin
-from avalanche_litelora.training import plugins as bank
-from avalanche_litelora.training.adapter_strategy import avalanche_calling_conventions
-from avalanche_litelora.training.strategies import _LoRABankStrategy
+from avalanche_litelora.lora import plugins as bank
+from avalanche_litelora.lora.strategies import LoRABankStrategy
+from avalanche_litelora.registry import register
 
 
+@register
 @accepts_config_keywords
-class InfLoRAStrategy(_LoRABankStrategy):
+class InfLoRAStrategy(LoRABankStrategy):
     """InfLoRA: one adapter per experience whose update cannot disturb earlier tasks' inputs.
 
     Before an experience trains, its adapter's ``A`` is designed from the experience's own
@@ -33,13 +33,13 @@ class InfLoRAStrategy(_LoRABankStrategy):
     config_class = InfLoRAConfig
     method_name = "InfLoRA"
 
-    @avalanche_calling_conventions
-    def __init__(self, *, model: nn.Module, optimizer: Optimizer, **kwargs):
+    def _check_model(self, model: nn.Module) -> None:
         check_ready_model(model, type(self).__name__, allow_adapters=False,
                           why_empty="their input subspaces were never stored, so the new adapters "
                           "could not be designed to leave those tasks alone (pass the plain backbone)")
-        super().__init__(model=model, optimizer=optimizer, **kwargs)
-        use_qkv_parts(self.lora_model, self.config.qkv_parts)
+
+    def _model_ready(self) -> None:
+        use_qkv_parts(self.adapter_model, self.config.qkv_parts)
 
     def _bank_plugins(self, config: InfLoRAConfig) -> List[BasePlugin]:
         memory = SubspaceMemoryPlugin(config.threshold_start, config.threshold_end, config.total_tasks)

@@ -4,9 +4,8 @@ Avalanche's plugins read a model's type: a :class:`~avalanche.models.MultiTaskMo
 called with task labels (and, by LwF, with ``None`` for every head's output), a plain module
 with the input alone. So the task-incremental bank is its own class,
 :class:`TaskIncrementalLoRAClassifier` (a ``MultiTaskModule``), and the class-incremental
-model stays a plain module, which benchmarks without task labels (Avalanche's
-``class_incremental_benchmark``) need. :meth:`LoRAClassifier.build` picks the class from
-``task_incremental``, as the strategies do.
+model stays a plain module, as benchmarks without task labels need.
+:meth:`LoRAClassifier.build` picks the class from ``task_incremental``, as the strategies do.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""O-LoRA's settings (a :class:`~avalanche_litelora.config.LoRABankConfig` with its own fields).
+"""O-LoRA's settings (a :class:`~avalanche_litelora.lora.config.LoRABankConfig` with its own fields).
 
 Defaults are the official code's (cmnfriend/O-LoRA): ``lamda_1`` 0.5 and ``lamda_2`` 0
 (``src/run_uie_lora.py`` L240-241, the values every ``scripts/order_*.sh`` passes).
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
-from avalanche_litelora.config import LoRABankConfig
+from avalanche_litelora.lora.config import LoRABankConfig
 from avalanche_litelora.inflora.config import PLAIN_SUM_MODEL
 
 
@@ -22,6 +22,8 @@ class OLoRAConfig(LoRABankConfig):
     :param lora_alpha: the update is ``lora_alpha / rank * B A`` as in peft (the official
         runs use 32 with rank 8); ``None``: ``B A``, the scale of every other method on this bank.
     """
+
+    settings_of = "O-LoRA"
 
     lambda_orth: float = 0.5
     lambda_l2: float = 0.0

@@ -24,8 +24,9 @@ from typing import Dict, List, Optional
 from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
-from avalanche_litelora.metrics._bank_access import BankLookup
+from avalanche_litelora.metrics.bank_readouts import OptionalLoRAClassifier as BankLookup
 from avalanche_litelora.olora.plugins import OrthogonalityPlugin, bank_overlap
+from avalanche_litelora.registry import register
 
 
 def find_penalty(strategy) -> Optional[OrthogonalityPlugin]:
@@ -33,6 +34,7 @@ def find_penalty(strategy) -> Optional[OrthogonalityPlugin]:
     return next((p for p in getattr(strategy, "plugins", ()) if isinstance(p, OrthogonalityPlugin)), None)
 
 
+@register
 class OLoRAOverlapMetric(PluginMetric[dict]):
     """The newest adapter's overlap with the earlier ones, per layer and slice, per experience.
 
@@ -67,6 +69,7 @@ class OLoRAOverlapMetric(PluginMetric[dict]):
         return "OLoRAOverlap"
 
 
+@register
 class OLoRAPenaltyMetric(PluginMetric[dict]):
     """The epoch's mean orthogonality (and L2) term, as :class:`OrthogonalityPlugin` computed it."""
 

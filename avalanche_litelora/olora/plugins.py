@@ -15,12 +15,15 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training.utils import _at_task_boundary
 
 from avalanche_litelora.checks import check_real
-from avalanche_litelora.lora.adapter_layer import set_trainable
-from avalanche_litelora.models.access import lora_model
+from avalanche_litelora.adapters.layer import set_trainable
+from avalanche_litelora.adapters.access import adapter_model_of
+from avalanche_litelora.lora.model import LoRAClassifier
 from avalanche_litelora.olora.orthogonality import l2_loss, layer_factors, orthogonality_loss, overlap
-from avalanche_litelora.training.distributed import unwrap_model, wrap_for_training
+from avalanche_litelora.training.distributed import drop_ddp_wrapper, wrap_for_training
+from avalanche_litelora.registry import register
 
 
+@register
 class AdapterScalePlugin(SupervisedPlugin, supports_distributed=True):
     """``before_training_exp``: the new adapter's update is ``scale * B A``, the scale fixed.
 
@@ -34,7 +37,7 @@ class AdapterScalePlugin(SupervisedPlugin, supports_distributed=True):
         self.scale = check_real("scale", scale, positive=True)
 
     def before_training_exp(self, strategy, **kwargs):
-        model = lora_model(strategy)
+        model = adapter_model_of(strategy, LoRAClassifier)
         name = model.candidate
         if name is None:
             return
@@ -46,10 +49,11 @@ class AdapterScalePlugin(SupervisedPlugin, supports_distributed=True):
         set_trainable(magnitudes, False)
         for p in magnitudes:
             strategy.optimizer.state.pop(p, None)
-        unwrap_model(strategy)
+        drop_ddp_wrapper(strategy)
         wrap_for_training(strategy)  # under torchrun, DDP over what trains now
 
 
+@register
 class OrthogonalityPlugin(SupervisedPlugin, supports_distributed=True):
     """``before_backward``: loss += lambda_orth * sum |A_old A_new^T| + lambda_l2 * (||A_new|| + ||B_new||).
 
@@ -65,7 +69,7 @@ class OrthogonalityPlugin(SupervisedPlugin, supports_distributed=True):
         self.last: Dict[str, float] = {}
 
     def before_backward(self, strategy, **kwargs):
-        model = lora_model(strategy)
+        model = adapter_model_of(strategy, LoRAClassifier)
         name = model.candidate
         self.last = {}  # a step that adds nothing leaves no stale read-out behind
         if name is None or (self.lambda_orth == 0 and self.lambda_l2 == 0):

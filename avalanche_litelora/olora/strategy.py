@@ -6,19 +6,19 @@ from typing import Dict, List, Optional
 
 from avalanche.core import BasePlugin
 from torch import nn
-from torch.optim import Optimizer
 
-from avalanche_litelora.config import accepts_config_keywords
+from avalanche_litelora.adapters.config import accepts_config_keywords
 from avalanche_litelora.inflora.plain_sum import check_ready_model
 from avalanche_litelora.olora.config import OLoRAConfig
 from avalanche_litelora.olora.plugins import AdapterScalePlugin, OrthogonalityPlugin, bank_overlap
-from avalanche_litelora.training import plugins as bank
-from avalanche_litelora.training.adapter_strategy import avalanche_calling_conventions
-from avalanche_litelora.training.strategies import _LoRABankStrategy
+from avalanche_litelora.lora import plugins as bank
+from avalanche_litelora.lora.strategies import LoRABankStrategy
+from avalanche_litelora.registry import register
 
 
+@register
 @accepts_config_keywords
-class OLoRAStrategy(_LoRABankStrategy):
+class OLoRAStrategy(LoRABankStrategy):
     """O-LoRA: one adapter per experience, trained with its ``A`` pushed orthogonal to the
     frozen adapters' ``A``; earlier adapters stay frozen and summed.
 
@@ -31,10 +31,8 @@ class OLoRAStrategy(_LoRABankStrategy):
     config_class = OLoRAConfig
     method_name = "O-LoRA"
 
-    @avalanche_calling_conventions
-    def __init__(self, *, model: nn.Module, optimizer: Optimizer, **kwargs):
+    def _check_model(self, model: nn.Module) -> None:
         check_ready_model(model, type(self).__name__, allow_adapters=True)
-        super().__init__(model=model, optimizer=optimizer, **kwargs)
 
     def _bank_plugins(self, config: OLoRAConfig) -> List[BasePlugin]:
         return [
@@ -46,6 +44,6 @@ class OLoRAStrategy(_LoRABankStrategy):
 
     def overlap(self, name: Optional[str] = None) -> Dict[str, float]:
         """Per layer and slice, the overlap of adapter ``name`` (default: the newest) with the others."""
-        model = self.lora_model
+        model = self.adapter_model
         name = name if name is not None else model.adapter_names[-1]
         return bank_overlap(model, name)

@@ -284,6 +284,7 @@ class AdapterStrategy(
         plugins: Optional[Sequence[BasePlugin]] = None,
         **kwargs,
     ):
+        self._check_model(model)
         config, base_kwargs = self.config_class.from_keywords(config, kwargs)
         refuse_foreign_settings(self.config_class, base_kwargs, type(self).__name__)
         base_kwargs = {**DEFAULT_MINIBATCH_SIZES, **base_kwargs}
@@ -307,7 +308,14 @@ class AdapterStrategy(
             self.model = model  # a ready model: its own rank, targets, head and gate apply
         else:
             self.model = self.model_class.build(model, **config.model_keywords())
+        self._model_ready()
         say_where_the_head_trains(optimizer, self.model)
+
+    def _check_model(self, model: nn.Module) -> None:
+        """Refuse a model the method cannot start from, before anything changes (default: any)."""
+
+    def _model_ready(self) -> None:
+        """Adjust the built (or given) model to the method, before training starts (default: nothing)."""
 
     def _method_plugins(self, config) -> List[BasePlugin]:
         """The lifecycle plugins that make this strategy the method it is."""

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+from avalanche_litelora.adapters.seeded_heads import classes_of
 from avalanche_litelora.checks import check_flag
 from avalanche_litelora.progress import Countdown
 from avalanche_litelora.training.checkpoint import _is_plain, load_checkpoint, save_checkpoint
@@ -26,7 +27,7 @@ def _stream_identity(stream) -> Dict[str, Any]:
     """What a resumed run must share with the saved one: the stream and its class order."""
     return {
         "name": getattr(stream, "name", "train_stream"),
-        "classes": [sorted(int(c) for c in exp.classes_in_this_experience) for exp in stream],
+        "classes": [classes_of(exp) for exp in stream],
     }
 
 

@@ -17,7 +17,9 @@ from torch.nn import CrossEntropyLoss
 
 from avalanche_litelora import (
     HeadOnlyStrategy,
+    InfLoRAStrategy,
     LiteLoRAStrategy,
+    OLoRAStrategy,
     PerTaskLoRAStrategy,
     SequentialLoRAStrategy,
     ShareStrategy,
@@ -38,6 +40,8 @@ LORA_STRATEGIES = {
     "task_routed_lora": TaskRoutedLoRAStrategy,
     "sequential_lora": SequentialLoRAStrategy,
     "share": ShareStrategy,
+    "inflora": InfLoRAStrategy,
+    "olora": OLoRAStrategy,
 }
 #: Keys of methods.json that the harness itself reads (not strategy settings).
 HARNESS_KEYS = ("family", "lr", "mem_size")

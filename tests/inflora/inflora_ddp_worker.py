@@ -93,7 +93,7 @@ def run(out_dir: str) -> None:
         metrics = strategy.eval(test)
     finally:
         inflora_plugins._representations = original
-    model = strategy.lora_model
+    model = strategy.adapter_model
     memory = strategy.subspace_memory
     result = {
         "world_size": world,

@@ -70,7 +70,7 @@ def test_inflora_down_projections_lie_outside_the_earlier_tasks_input_subspace(r
     for t in range(1, N_EXP):
         for name in MLP_TARGETS:
             span = memories[t][name].double()
-            ours = _input_energy_in(inflora.lora_model.lora_layers()[name], f"adapter_{t}", span)
-            theirs = _input_energy_in(pertask.lora_model.lora_layers()[name], f"adapter_{t}", span)
+            ours = _input_energy_in(inflora.adapter_model.lora_layers()[name], f"adapter_{t}", span)
+            theirs = _input_energy_in(pertask.adapter_model.lora_layers()[name], f"adapter_{t}", span)
             assert ours < IN_MEMORY_TOLERANCE, (t, name, ours)
             assert theirs > 1e-3, (t, name, theirs)  # the same measure sees an unconstrained adapter

@@ -39,7 +39,7 @@ def ci_run():
         memories.append({n: old_space(m).clone() for n, m in strategy.subspace_memory.memory.items()})
         strategy.train(exp)
         adapters.append({n: {k: (a.A[k].detach().clone(), a.B[k].detach().clone()) for k in a.A}
-                         for n, layer in strategy.lora_model.lora_layers().items() for a in [layer.adapters[f"adapter_{len(adapters)}"]]})
+                         for n, layer in strategy.adapter_model.lora_layers().items() for a in [layer.adapters[f"adapter_{len(adapters)}"]]})
         results = strategy.eval(bench.test_stream[: len(adapters)])
         accuracies.append(results["Top1_Acc_Stream/eval_phase/test_stream/Task000"])
     return strategy, memories, adapters, accuracies
@@ -48,7 +48,7 @@ def ci_run():
 def test_a_new_adapter_leaves_the_stored_input_subspace_of_earlier_tasks_untouched(ci_run):
     strategy, memories, _, _ = ci_run
     for t in (1, 2):
-        for name, layer in strategy.lora_model.lora_layers().items():
+        for name, layer in strategy.adapter_model.lora_layers().items():
             delta = layer.get_delta_weight(f"adapter_{t}").double()
             assert delta.norm() > 0, "the adapter trained"
             ratio = float((delta @ memories[t][name]).norm() / delta.norm())
@@ -58,7 +58,7 @@ def test_a_new_adapter_leaves_the_stored_input_subspace_of_earlier_tasks_untouch
 def test_the_designed_factor_is_frozen_and_only_b_trained(ci_run):
     strategy, _, adapters, _ = ci_run
     for t, saved in enumerate(adapters):
-        for name, layer in strategy.lora_model.lora_layers().items():
+        for name, layer in strategy.adapter_model.lora_layers().items():
             adapter = layer.adapters[f"adapter_{t}"]
             for key in adapter.A:
                 a = adapter.A[key].detach().double()
@@ -97,7 +97,7 @@ def test_task_incremental_training_end_to_end():
     results = strategy.eval(bench.test_stream[:2])
     accuracy = [v for k, v in results.items() if k.startswith("Top1_Acc_Stream")]
     assert accuracy and min(accuracy) > 0.7  # two classes per task: chance is 1/2
-    assert strategy.lora_model.adapter_names == ["adapter_0", "adapter_1"]
+    assert strategy.adapter_model.adapter_names == ["adapter_0", "adapter_1"]
 
 
 def test_a_vit_gets_its_adapters_on_k_and_v_as_the_official_code():
@@ -107,7 +107,7 @@ def test_a_vit_gets_its_adapters_on_k_and_v_as_the_official_code():
     strategy = InfLoRAStrategy(model=model, optimizer=sgd(model), rank=2, train_mb_size=64, train_epochs=1,
                                eval_mb_size=512, evaluator=quiet_evaluator())
     strategy.train(bench.train_stream[0])
-    for layer in strategy.lora_model.lora_layers().values():
+    for layer in strategy.adapter_model.lora_layers().values():
         assert set(layer.out_slices) == {"k", "v"}
         assert layer.out_slices["k"] == (layer.in_features, 2 * layer.in_features)
         assert torch.equal(layer.get_delta_weight("adapter_0")[: layer.in_features], torch.zeros(layer.in_features, layer.in_features))

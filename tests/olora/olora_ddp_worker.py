@@ -61,7 +61,7 @@ def run(out_dir: str) -> None:
         strategy.train(exp, eval_streams=[], shuffle=False)
     test = benchmark.test_stream[:N_EXPERIENCES]
     metrics = strategy.eval(test)
-    model = strategy.lora_model
+    model = strategy.adapter_model
     penalty = next(p for p in strategy.plugins if isinstance(p, OrthogonalityPlugin))
     result = {
         "world_size": world,

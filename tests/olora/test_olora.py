@@ -44,7 +44,7 @@ def _two_experiences(lambda_orth):
     strategy.train(bench.train_stream[0])
     first = {n: {k: (a.A[k].detach().clone(), a.B[k].detach().clone(), a.magnitude[k].detach().clone())
                  for k in a.A}
-             for n, layer in strategy.lora_model.lora_layers().items() for a in [layer.adapters["adapter_0"]]}
+             for n, layer in strategy.adapter_model.lora_layers().items() for a in [layer.adapters["adapter_0"]]}
     strategy.train(bench.train_stream[1])
     return strategy, first
 
@@ -64,7 +64,7 @@ def test_the_penalty_drives_the_overlap_with_earlier_adapters_down(with_and_with
 
 def test_earlier_adapters_are_unchanged_by_training(with_and_without):
     (strategy, first), _ = with_and_without
-    for name, layer in strategy.lora_model.lora_layers().items():
+    for name, layer in strategy.adapter_model.lora_layers().items():
         adapter = layer.adapters["adapter_0"]
         for key in adapter.A:
             a, b, _ = first[name][key]
@@ -78,7 +78,7 @@ def test_lora_alpha_scales_every_update_as_peft_does():
     bench = digits_benchmark(5)
     strategy = _strategy(lora_alpha=8.0, train_epochs=1)
     strategy.train(bench.train_stream[0])
-    for layer in strategy.lora_model.lora_layers().values():
+    for layer in strategy.adapter_model.lora_layers().values():
         adapter = layer.adapters["adapter_0"]
         expected = 2.0 * adapter.B["out"].detach() @ adapter.A["out"].detach()  # 8 / rank 4
         assert torch.allclose(layer.get_delta_weight("adapter_0"), expected, atol=1e-6)
@@ -91,7 +91,7 @@ def test_it_runs_on_a_vit():
     for exp in list(bench.train_stream)[:2]:
         strategy.train(exp)
     strategy.eval(bench.test_stream[:2])
-    assert set(strategy.overlap()) == {f"{n}.{k}" for n in strategy.lora_model.lora_layer_names for k in ("q", "v")}
+    assert set(strategy.overlap()) == {f"{n}.{k}" for n in strategy.adapter_model.lora_layer_names for k in ("q", "v")}
 
 
 def test_it_runs_on_a_text_classifier():

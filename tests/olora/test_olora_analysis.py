@@ -48,7 +48,7 @@ def _trained(strategy_class):
 
 @pytest.fixture(scope="module")
 def banks():
-    return {name: _trained(cls).lora_model.state_dict()
+    return {name: _trained(cls).adapter_model.state_dict()
             for name, cls in (("olora", OLoRAStrategy), ("pertask", PerTaskLoRAStrategy))}
 
 

@@ -12,7 +12,8 @@ from avalanche.training.determinism.rng_manager import RNGManager
 from avalanche.training.plugins import EvaluationPlugin
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from avalanche_litelora.models.access import lora_model
+from avalanche_litelora.adapters.access import adapter_model_of
+from avalanche_litelora.lora.model import LoRAClassifier
 from avalanche_litelora.olora import OLoRAStrategy, olora_metrics
 from builders import MLP_TARGETS, digits_benchmark, sgd, single_thread, tiny_mlp
 
@@ -30,7 +31,7 @@ class OrthogonalTermOracle(SupervisedPlugin):
         self.epoch_means, self._values = [], []
 
     def before_backward(self, strategy, **kwargs):
-        model = lora_model(strategy)
+        model = adapter_model_of(strategy, LoRAClassifier)
         total = 0.0
         for layer in model.lora_layers().values():
             new = layer.adapters[model.candidate]
@@ -57,7 +58,7 @@ def _run(log_dir, lambda_orth):
     overlaps = []
     for exp in list(digits_benchmark(5).train_stream)[:N_EXP]:
         strategy.train(exp)
-        overlaps.append(strategy.overlap() if len(strategy.lora_model.adapter_names) > 1 else None)
+        overlaps.append(strategy.overlap() if len(strategy.adapter_model.adapter_names) > 1 else None)
     logger.writer.close()
     events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
     events.Reload()

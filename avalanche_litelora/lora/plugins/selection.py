@@ -21,6 +21,7 @@ from avalanche_litelora.training.compatibility import runs_during_selection
 from avalanche_litelora.training.distributed import wrap_for_training
 from avalanche_litelora.lora.phases import Phase
 from avalanche_litelora.adapters.access import adapter_model_of
+from avalanche_litelora.adapters.seeded_heads import classes_of
 from avalanche_litelora.lora.model import LoRAClassifier
 from avalanche_litelora.progress import close_phase_bar, open_phase_bar
 from avalanche_litelora.registry import register
@@ -238,7 +239,7 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
         model.gate.noise = self.gate_noise
         model.gate.sampling = self.gate_sampling
         losses = candidate_losses(strategy, model)
-        classes = getattr(strategy.experience, "classes_in_this_experience", None) or []
+        classes = classes_of(strategy.experience)
         self._last_lambda = lambda_for(self.lambda_sparsity, self.lambda_rule, losses["loss_closed"], len(classes))
         self.watch.judging(model.candidate, losses, self._last_lambda)
         model.gate.selecting = True

@@ -15,6 +15,7 @@ from avalanche.benchmarks import OnlineCLExperience
 from avalanche.core import SupervisedPlugin
 
 from avalanche_litelora.training.losses import ClassRestrictedLoss
+from avalanche_litelora.adapters.seeded_heads import classes_of
 from avalanche_litelora.registry import register
 
 
@@ -26,7 +27,7 @@ def experience_classes(experience) -> List[int]:
     """The classes of the whole experience (of the origin experience, on an online stream)."""
     if isinstance(experience, OnlineCLExperience) and experience.access_task_boundaries:
         experience = experience.origin_experience
-    return sorted(int(c) for c in experience.classes_in_this_experience)
+    return classes_of(experience)
 
 
 @register
