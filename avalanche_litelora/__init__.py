@@ -61,6 +61,10 @@ from avalanche_litelora.training.checkpoint import (
     save_checkpoint,
 )
 from avalanche_litelora.training.loop import train_stream
+from avalanche_litelora.adapters.surgery import UnrecognisedClassifierWarning
+from avalanche_litelora.lora.plugins.candidate_losses import GateDecisionWarning
+from avalanche_litelora.lora.plugins.selection import InertSelectionWarning
+from avalanche_litelora.training.plugins.current_classes import SingleClassExperienceWarning
 from avalanche_litelora.training import plugins as _plugins
 from avalanche_litelora.training.plugins import *  # noqa: F401,F403 (the names in _plugins.__all__)
 
@@ -119,6 +123,11 @@ __all__ = [
     "analyse_model",
     "analyse_state_dict",
     "RedundancyReport",
+    # the package's warnings, to filter or to turn into errors
+    "GateDecisionWarning",
+    "InertSelectionWarning",
+    "SingleClassExperienceWarning",
+    "UnrecognisedClassifierWarning",
     # streams whose redundancy is known
     "known_redundancy_stream",
     "ExperienceRedundancy",

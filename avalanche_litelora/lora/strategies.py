@@ -6,7 +6,7 @@ and the lifecycle plugins they append (:meth:`LoRABankStrategy._bank_plugins`).
 
 from __future__ import annotations
 
-from typing import List
+from typing import Dict, List
 
 from avalanche.core import BasePlugin
 
@@ -60,11 +60,24 @@ class LoRABankStrategy(AdapterStrategy):
     def pruned_adapters(self) -> List[str]:
         return list(self.adapter_model.pruned_adapters)
 
-    def gate_logits(self):
-        return self.adapter_model.gate_logits()
+    def gate_logits(self, include_pruned: bool = False) -> Dict[str, float]:
+        """Each adapter's gate logit; with ``include_pruned``, also each pruned candidate's
+        last logit (the one it was pruned with), so every decision stays readable."""
+        logits = self.adapter_model.gate_logits()
+        if include_pruned:
+            for plugin in self.plugins:
+                if isinstance(plugin, lora_plugins.PruneClosedCandidatePlugin):
+                    logits.update(plugin.pruned_logits)
+            logits = dict(sorted(logits.items(), key=lambda item: _adapter_index(item[0])))
+        return logits
 
     def magnitudes(self):
         return self.adapter_model.magnitudes()
+
+
+def _adapter_index(name: str) -> int:
+    tail = name.rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
 
 
 @register

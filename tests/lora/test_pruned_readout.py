@@ -42,3 +42,14 @@ def test_a_checkpoint_state_without_logits_still_loads():
     plugin = PruneClosedCandidatePlugin()
     plugin.load_checkpoint_state({"decisions": [["adapter_1", 1]]})
     assert plugin.decisions == [("adapter_1", 1)] and plugin.pruned_logits == {}
+
+
+def test_the_strategy_reads_out_pruned_candidates_beside_the_kept_adapters_on_request():
+    strategy = _lite()
+    for experience in digits_benchmark(5).train_stream[:3]:
+        strategy.train(experience)
+    pruned, kept = strategy.pruned_adapters, strategy.gate_logits()
+    every = strategy.gate_logits(include_pruned=True)
+    assert pruned and set(every) == set(kept) | set(pruned)
+    assert {name: every[name] for name in pruned} == _prune(strategy).pruned_logits
+    assert list(every) == sorted(every, key=lambda name: int(name.rsplit("_", 1)[1]))  # adapter order

@@ -8,13 +8,13 @@ See :mod:`avalanche_litelora.training.losses` for why.
 
 from __future__ import annotations
 
-import warnings
 from typing import List
 
 from avalanche.benchmarks import OnlineCLExperience
 from avalanche.core import SupervisedPlugin
 
 from avalanche_litelora.training.losses import ClassRestrictedLoss
+from avalanche_litelora._warnings import OncePerRun
 from avalanche_litelora.adapters.seeded_heads import classes_of
 from avalanche_litelora.registry import register
 
@@ -44,6 +44,7 @@ class CurrentClassesLossPlugin(SupervisedPlugin, supports_distributed=True):
         #: Every class a training experience has held so far, sorted.
         self.seen_classes: List[int] = []
         self._enabled_before_eval = True
+        self._warnings = OncePerRun()
 
     def _loss(self, strategy) -> ClassRestrictedLoss:
         if not isinstance(strategy._criterion, ClassRestrictedLoss):
@@ -56,11 +57,12 @@ class CurrentClassesLossPlugin(SupervisedPlugin, supports_distributed=True):
     def before_training_exp(self, strategy, **kwargs):
         classes = experience_classes(strategy.experience)
         if len(classes) == 1 and not isinstance(strategy.experience, OnlineCLExperience):
-            warnings.warn(
+            self._warnings.warn(
+                "single_class",
                 f"experience {strategy.experience.current_experience} holds the single class "
                 f"{classes[0]}: cross-entropy on the current classes only is zero, so nothing "
                 "trains on it (LiteLoRA then prunes its adapter); put at least two classes in "
-                "each experience",
+                "each experience (shown once per run)",
                 SingleClassExperienceWarning,
                 stacklevel=2,
             )
