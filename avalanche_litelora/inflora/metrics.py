@@ -16,12 +16,12 @@ after the strategy's plugins, so the read-out sees the memory this experience le
 from __future__ import annotations
 
 import warnings
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from avalanche.evaluation import PluginMetric
-from avalanche.evaluation.metric_results import MetricValue
 
 from avalanche_litelora.inflora.plugins import SubspaceMemoryPlugin
+from avalanche_litelora.metrics.readout import ExperienceReadoutMetric
 from avalanche_litelora.registry import register
 
 
@@ -31,7 +31,7 @@ def find_memory(strategy) -> Optional[SubspaceMemoryPlugin]:
 
 
 @register
-class InfLoRASubspaceMetric(PluginMetric[dict]):
+class InfLoRASubspaceMetric(ExperienceReadoutMetric):
     """Per layer, the protected subspace's dimension, and the threshold, per training experience.
 
     A strategy without InfLoRA's memory is skipped with one warning. Only plain data is kept
@@ -40,34 +40,24 @@ class InfLoRASubspaceMetric(PluginMetric[dict]):
 
     def __init__(self):
         super().__init__()
-        self._step = -1
         self._warned = False
-        self._last: dict = {}
 
-    def result(self) -> dict:
-        return dict(self._last)
-
-    def reset(self) -> None:
-        self._last = {}
-
-    def after_training_exp(self, strategy) -> List[MetricValue]:
-        self._step += 1
+    def read(self, strategy) -> Optional[Dict[str, float]]:
         memory = find_memory(strategy)
         if memory is None:
             if not self._warned:
                 self._warned = True
                 warnings.warn("InfLoRASubspaceMetric: the strategy has no InfLoRA subspace memory; "
                               "its read-outs are skipped", RuntimeWarning)
-            return []
+            return None
         if not memory.memory:  # a sub-experience before the task's end: nothing stored yet
-            return []
+            return None
         values = {f"InfLoRA/subspace_dim/{name}": float(dim) for name, dim in memory.dimensions().items()}
         widths = sum(m.basis.shape[0] for m in memory.memory.values())
         values["InfLoRA/protected_fraction"] = sum(memory.dimensions().values()) / widths
         if memory.thresholds:
             values["InfLoRA/threshold"] = float(memory.thresholds[-1])
-        self._last = values
-        return [MetricValue(self, tag, value, self._step) for tag, value in values.items()]
+        return values
 
     def __str__(self) -> str:
         return "InfLoRASubspace"

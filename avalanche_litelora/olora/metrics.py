@@ -25,6 +25,7 @@ from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
 from avalanche_litelora.metrics.bank_readouts import OptionalLoRAClassifier as BankLookup
+from avalanche_litelora.metrics.readout import ExperienceReadoutMetric
 from avalanche_litelora.olora.plugins import OrthogonalityPlugin, bank_overlap
 from avalanche_litelora.registry import register
 
@@ -35,7 +36,7 @@ def find_penalty(strategy) -> Optional[OrthogonalityPlugin]:
 
 
 @register
-class OLoRAOverlapMetric(PluginMetric[dict]):
+class OLoRAOverlapMetric(ExperienceReadoutMetric):
     """The newest adapter's overlap with the earlier ones, per layer and slice, per experience.
 
     Reads the bank only, so it also runs on per-task LoRA: the same curve without the penalty
@@ -45,25 +46,15 @@ class OLoRAOverlapMetric(PluginMetric[dict]):
     def __init__(self):
         super().__init__()
         self._bank = BankLookup("OLoRAOverlapMetric")
-        self._step = -1
-        self._last: Dict[str, float] = {}
 
-    def result(self) -> dict:
-        return dict(self._last)
-
-    def reset(self) -> None:
-        self._last = {}
-
-    def after_training_exp(self, strategy) -> List[MetricValue]:
-        self._step += 1
+    def read(self, strategy) -> Optional[Dict[str, float]]:
         model = self._bank(strategy)
         if model is None or len(model.adapter_names) < 2:
-            return []  # the first adapter has nothing to overlap with
+            return None  # the first adapter has nothing to overlap with
         per_slice = bank_overlap(model, model.adapter_names[-1])
         values = {f"OLoRA/overlap/{where}": value for where, value in per_slice.items()}
         values["OLoRA/overlap_mean"] = sum(per_slice.values()) / len(per_slice)
-        self._last = values
-        return [MetricValue(self, tag, value, self._step) for tag, value in values.items()]
+        return values
 
     def __str__(self) -> str:
         return "OLoRAOverlap"
