@@ -15,13 +15,12 @@ after the strategy's plugins, so the read-out sees the memory this experience le
 
 from __future__ import annotations
 
-import warnings
 from typing import Dict, List, Optional
 
 from avalanche.evaluation import PluginMetric
 
 from avalanche_litelora.inflora.plugins import SubspaceMemoryPlugin
-from avalanche_litelora.metrics.readout import ExperienceReadoutMetric
+from avalanche_litelora.metrics.readout import ExperienceReadoutMetric, warn_once
 from avalanche_litelora.registry import register
 
 
@@ -45,10 +44,8 @@ class InfLoRASubspaceMetric(ExperienceReadoutMetric):
     def read(self, strategy) -> Optional[Dict[str, float]]:
         memory = find_memory(strategy)
         if memory is None:
-            if not self._warned:
-                self._warned = True
-                warnings.warn("InfLoRASubspaceMetric: the strategy has no InfLoRA subspace memory; "
-                              "its read-outs are skipped", RuntimeWarning)
+            warn_once(self, "InfLoRASubspaceMetric: the strategy has no InfLoRA subspace memory; "
+                            "its read-outs are skipped")
             return None
         if not memory.memory:  # a sub-experience before the task's end: nothing stored yet
             return None

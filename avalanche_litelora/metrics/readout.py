@@ -3,6 +3,7 @@ experience has trained, logged at one step per experience, the last values as th
 
 from __future__ import annotations
 
+import warnings
 from typing import Dict, List, Optional
 
 from avalanche.evaluation import PluginMetric
@@ -33,3 +34,11 @@ class ExperienceReadoutMetric(PluginMetric[dict]):
             return []
         self._last = values
         return [MetricValue(self, tag, value, self._step) for tag, value in values.items()]
+
+
+def warn_once(metric, message: str) -> None:
+    """One ``RuntimeWarning`` per metric object (its ``_warned`` flag, plain data for checkpoints):
+    a metric added to a strategy it cannot read says so, then stays quiet."""
+    if not metric._warned:
+        metric._warned = True
+        warnings.warn(message, RuntimeWarning, stacklevel=3)

@@ -18,14 +18,13 @@ the package's checkpoints restore them.
 
 from __future__ import annotations
 
-import warnings
 from typing import Dict, List, Optional
 
 from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
 from avalanche_litelora.metrics.bank_readouts import OptionalLoRAClassifier as BankLookup
-from avalanche_litelora.metrics.readout import ExperienceReadoutMetric
+from avalanche_litelora.metrics.readout import ExperienceReadoutMetric, warn_once
 from avalanche_litelora.olora.plugins import OrthogonalityPlugin, bank_overlap
 from avalanche_litelora.registry import register
 
@@ -83,10 +82,8 @@ class OLoRAPenaltyMetric(PluginMetric[dict]):
     def after_training_iteration(self, strategy):
         penalty = find_penalty(strategy)
         if penalty is None:
-            if not self._warned:
-                self._warned = True
-                warnings.warn("OLoRAPenaltyMetric: the strategy has no O-LoRA orthogonality plugin; "
-                              "its read-outs are skipped", RuntimeWarning)
+            warn_once(self, "OLoRAPenaltyMetric: the strategy has no O-LoRA orthogonality plugin; "
+                            "its read-outs are skipped")
             return
         if not penalty.last:
             return  # no candidate, or both weights zero: nothing was added this step
