@@ -30,7 +30,7 @@ def test_resumed_run_continues_the_curves_at_the_next_experience(tmp_path):
     first.train(benchmark.train_stream[0])
     row0 = accuracy_row(first.eval(benchmark.test_stream), 2)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # images are not plain data: not checkpointed, by design
+        warnings.simplefilter("error")  # images are left out of checkpoints by design, silently
         save_checkpoint(first, tmp_path / "ckpt.pt")
 
     resumed = _strategy(tmp_path / "after")
@@ -50,3 +50,24 @@ def test_resumed_run_continues_the_curves_at_the_next_experience(tmp_path):
     assert anytime[0].value == pytest.approx((row0[0] + (row1[0] + row1[1]) / 2) / 2, abs=1e-6)
     assert [e.step for e in events.Scalars("Bank/active_adapters")] == [1]
     assert [e.step for e in events.Images("Images/adapter_overlap")] == [1]
+
+
+def test_only_values_that_are_neither_data_nor_images_are_warned_about():
+    import types
+
+    import torch
+    from avalanche.evaluation.metric_results import TensorImage
+
+    from avalanche_litelora.training.checkpoint import evaluator as saved
+
+    image = TensorImage(torch.zeros(3, 4, 4))
+    fake = types.SimpleNamespace(
+        metrics=[],
+        all_metric_results={"Top1": ([0], [0.5]), "Images/m": ([0], [image]), "Odd/x": ([0], [object()])},
+        last_metric_results={"Top1": 0.5, "Images/m": image, "Odd/x": object()},
+    )
+    saved._warned_unsaved_metrics.discard("Odd/x")
+    with pytest.warns(UserWarning, match=r"\['Odd/x'\]") as caught:
+        state = saved._capture_evaluator(fake)
+    assert len(caught) == 1 and "Images/m" not in str(caught[0].message)
+    assert state["last_metric_results"] == {"Top1": 0.5}

@@ -15,6 +15,7 @@ from collections import defaultdict
 from typing import Any, Dict, List, Mapping, Optional
 
 import torch
+from avalanche.evaluation.metric_results import TensorImage
 from torch import nn
 
 from avalanche_litelora.training.checkpoint.bridge import class_today
@@ -87,8 +88,22 @@ def _decode_metric_state(blob: torch.Tensor, allowed: set) -> Dict[str, Any]:
     )
 
 
-#: Metrics already warned about (images and other values that are not plain data).
+#: Metrics already warned about (values that are neither plain data nor images).
 _warned_unsaved_metrics: set = set()
+
+
+def _is_image(value: Any) -> bool:
+    """Images (accuracy matrices, overlap maps) are drawn again from checkpointed numbers at the
+    next evaluation, so leaving them out of a checkpoint loses nothing worth a warning."""
+    if isinstance(value, (list, tuple)) and value:
+        return all(_is_image(v) for v in value)
+    return isinstance(value, TensorImage) or type(value).__module__.startswith("PIL.")
+
+
+def _images_only(evaluator, name: str) -> bool:
+    values = getattr(evaluator, "all_metric_results", {}).get(name, (None, []))[1]
+    last = evaluator.last_metric_results.get(name)
+    return all(_is_image(v) for v in [*values, *([last] if last is not None else [])])
 
 
 def _capture_evaluator(evaluator) -> Optional[Dict[str, Any]]:
@@ -107,6 +122,7 @@ def _capture_evaluator(evaluator) -> Optional[Dict[str, Any]]:
         else:
             skipped.add(name)
     skipped -= _warned_unsaved_metrics
+    skipped = {name for name in skipped if not _images_only(evaluator, name)}
     if skipped:  # once per metric and process: a long run checkpoints after every experience
         _warned_unsaved_metrics.update(skipped)
         warnings.warn(f"metric values that are not plain data are not checkpointed: {sorted(skipped)}")
