@@ -1,6 +1,6 @@
 """Redundancy analysis of an adapter bank: how much do the adapters of different tasks overlap?
 
-``python -m avalanche_litelora.analysis <checkpoint-or-state-dict> [--out DIR] [--tensorboard DIR]``
+``python -m avalanche_litelora.analysis <checkpoint-or-state-dict> [--side input] [--out DIR] [--tensorboard DIR]``
 """
 
 from avalanche_litelora.analysis.redundancy import (

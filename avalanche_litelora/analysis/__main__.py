@@ -1,4 +1,4 @@
-"""``python -m avalanche_litelora.analysis FILE``: redundancy table, PNG heatmaps, TensorBoard."""
+"""``python -m avalanche_litelora.analysis FILE [--side input]``: redundancy table, PNG heatmaps, TensorBoard."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from avalanche_litelora.analysis.redundancy import adapter_sort_key, analyse_state_dict
+from avalanche_litelora.analysis.redundancy import SIDES, adapter_sort_key, analyse_state_dict
 from avalanche_litelora.analysis.report import (
     format_table,
     load_state_dict_file,
@@ -21,6 +21,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Subspace overlap, captured fraction and effective rank of a saved adapter bank.",
     )
     parser.add_argument("file", help="checkpoint ({'model': state_dict, ...}) or a bare state dict file")
+    parser.add_argument("--side", choices=SIDES, default="output",
+                        help="output: the updates' column spaces (default); input: their row spaces, "
+                             "the span of A (where InfLoRA and O-LoRA constrain the adapters)")
     parser.add_argument("--out", default=None, help="folder for the PNG heatmaps (default: none written)")
     parser.add_argument("--tensorboard", default=None, help="TensorBoard log folder to add the figures to")
     parser.add_argument("--step", type=int, default=None,
@@ -34,7 +37,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
         state_dict = load_state_dict_file(args.file, trust=args.trust_checkpoint)
-        report = analyse_state_dict(state_dict)
+        report = analyse_state_dict(state_dict, side=args.side)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -2,7 +2,12 @@
 
 Pure torch on the adapters' low-rank factors, never on the full ``d_out x d_in`` updates:
 ``Delta W_i = s_i B_i A_i`` is factorised once as ``U_i diag(S_i) V_i^T``, and every measure
-below needs only ``U_i`` (an orthonormal basis of the column space) and ``S_i``.
+below needs only one orthonormal basis and ``S_i``. Two sides (``side=``):
+
+- ``"output"`` (default): the column spaces of ``Delta W_i`` (``U_i``), what each update writes;
+- ``"input"``: the row spaces (``V_i``, the span of ``A_i``), which inputs each update reads.
+  InfLoRA's guarantee and O-LoRA's penalty act here. Measured as the column spaces of
+  ``Delta W_i^T = A_i^T (s_i B_i^T)``: the same factors read the other way round.
 
 Units of analysis:
 - a *slice* (``q`` / ``v`` of timm's fused ``qkv``, or ``out`` for a plain layer);
@@ -11,11 +16,11 @@ Units of analysis:
   union of the layers' angles, so model figures are sums of layer sums (never an average
   of layer averages).
 
-Measures, for adapters in creation order (``adapter_10`` after ``adapter_9``):
-- ``overlap[i, j]``: mean squared cosine of the principal angles between the column spaces
-  of ``Delta W_i`` and ``Delta W_j``: 1 identical span, 0 orthogonal;
+Measures, for adapters in creation order (``adapter_10`` after ``adapter_9``), on the chosen side:
+- ``overlap[i, j]``: mean squared cosine of the principal angles between the spaces of
+  ``Delta W_i`` and ``Delta W_j``: 1 identical span, 0 orthogonal;
 - ``captured[i]``: the fraction of ``||Delta W_i||_F^2`` (its energy) that lies in the span
-  of all earlier adapters' column spaces: how well earlier adapters represent a later task
+  of all earlier adapters' spaces: how well earlier adapters represent a later task
   (NaN for the first adapter);
 - ``rank90`` / ``rank99``: singular values of the stacked bank ``[Delta W_0 / ||Delta W_0||,
   ...]`` needed for 90% / 99% of its energy (each adapter normalised, so the count measures
@@ -37,6 +42,8 @@ from avalanche_litelora.adapters.access import unwrap_ddp
 #: Singular values below this fraction of the largest one count as zero.
 RANK_RTOL = 1e-6
 ENERGY_LEVELS = (0.90, 0.99)
+#: ``"output"``: column spaces of the updates; ``"input"``: their row spaces (see module doc).
+SIDES = ("output", "input")
 
 _FACTOR_KEY = re.compile(
     r"^(?P<layer>.+)\.adapters\.(?P<adapter>[^.]+)\.(?P<kind>A|B|magnitude)\.(?P<slice>[^.]+)$"
@@ -135,6 +142,21 @@ def low_rank_svd(B: Tensor, A: Tensor, rtol: float = RANK_RTOL) -> Tuple[Tensor,
     u_small, s, _ = torch.linalg.svd(r @ A.double(), full_matrices=False)
     keep = s > (s.max() * rtol if s.numel() and s.max() > 0 else math.inf)
     return q @ u_small[:, keep], s[keep]
+
+
+def check_side(side: str) -> str:
+    """``side`` if it names one of :data:`SIDES`, else a ``ValueError`` saying what each means."""
+    if side not in SIDES:
+        raise ValueError(
+            f"side must be 'output' (the updates' column spaces) or 'input' (their row spaces, "
+            f"the span of A), got {side!r}"
+        )
+    return side
+
+
+def _side_svd(b: Tensor, a: Tensor, side: str) -> Tuple[Tensor, Tensor]:
+    """``low_rank_svd`` of ``B A`` (output side) or of ``(B A)^T = A^T B^T`` (input side)."""
+    return low_rank_svd(b, a) if side == "output" else low_rank_svd(a.t(), b.t())
 
 
 def subspace_overlap(u1: Tensor, u2: Tensor) -> float:
@@ -284,10 +306,14 @@ class RedundancyReport:
     layers: Dict[str, UnitRedundancy] = field(default_factory=dict)
     #: Per slice, keyed ``"<layer>.<slice>"``; only for layers with more than one slice.
     slices: Dict[str, UnitRedundancy] = field(default_factory=dict)
+    #: The spaces measured: ``"output"`` (column spaces) or ``"input"`` (row spaces, span of ``A``).
+    side: str = "output"
 
 
-def analyse_bank(bank: Bank, *, slices: bool = True) -> RedundancyReport:
-    """Every measure for every layer and the model (and each q/v slice unless ``slices=False``)."""
+def analyse_bank(bank: Bank, *, slices: bool = True, side: str = "output") -> RedundancyReport:
+    """Every measure for every layer and the model (and each q/v slice unless ``slices=False``),
+    on the updates' column spaces (``side="output"``) or row spaces (``side="input"``)."""
+    check_side(side)
     adapter_sets = {frozenset(adapters) for adapters in bank.values()}
     if len(adapter_sets) != 1:
         raise ValueError("the wrapped layers do not hold the same adapters; is the bank corrupt?")
@@ -298,24 +324,26 @@ def analyse_bank(bank: Bank, *, slices: bool = True) -> RedundancyReport:
     for layer_name in sorted(bank, key=_natural_key):
         per_adapter = bank[layer_name]
         slice_keys = list(per_adapter[adapters[0]]) if adapters else []
-        layer_factors = [_layer_svd(per_adapter[a]) for a in adapters]
+        layer_factors = [_layer_svd(per_adapter[a], side) for a in adapters]
         layer_sums = _sums(layer_factors)
         layers[layer_name] = _unit(layer_name, adapters, layer_sums)
         model_sums = layer_sums if model_sums is None else model_sums + layer_sums
         if slices and len(slice_keys) > 1:
             for key in slice_keys:
                 factors = [
-                    low_rank_svd(per_adapter[a][key].scale * per_adapter[a][key].B, per_adapter[a][key].A)
+                    _side_svd(per_adapter[a][key].scale * per_adapter[a][key].B, per_adapter[a][key].A, side)
                     for a in adapters
                 ]
                 per_slice[f"{layer_name}.{key}"] = _unit(f"{layer_name}.{key}", adapters, _sums(factors))
     if model_sums is None:
         raise ValueError("the bank has no wrapped layers")
-    return RedundancyReport(adapters, _unit("model", adapters, model_sums), layers, per_slice)
+    return RedundancyReport(adapters, _unit("model", adapters, model_sums), layers, per_slice, side)
 
 
-def _layer_svd(slices: Mapping[str, SliceFactors]) -> Tuple[Tensor, Tensor]:
-    """The layer's real update: each slice's ``scale * B`` at its output rows, A stacked."""
+def _layer_svd(slices: Mapping[str, SliceFactors], side: str) -> Tuple[Tensor, Tensor]:
+    """The layer's real update: each slice's ``scale * B`` at its output rows, A stacked.
+
+    On the input side its row space is the sum of the slices' (q's and v's ``A`` together)."""
     height = max(f.rows[1] for f in slices.values())
     rank_total = sum(f.A.shape[0] for f in slices.values())
     b = torch.zeros(height, rank_total, dtype=torch.float64)
@@ -325,7 +353,7 @@ def _layer_svd(slices: Mapping[str, SliceFactors]) -> Tuple[Tensor, Tensor]:
         b[f.rows[0]: f.rows[1], col: col + r] = f.scale * f.B.double()
         a_parts.append(f.A.double())
         col += r
-    return low_rank_svd(b, torch.cat(a_parts, dim=0))
+    return _side_svd(b, torch.cat(a_parts, dim=0), side)
 
 
 def _natural_key(name: str) -> list:
@@ -333,11 +361,20 @@ def _natural_key(name: str) -> list:
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name)]
 
 
-def analyse_state_dict(state_dict: Mapping[str, Tensor], *, slices: bool = True) -> RedundancyReport:
-    """The report for a ``LoRAClassifier`` state dict (no model needed)."""
-    return analyse_bank(bank_from_state_dict(state_dict), slices=slices)
+def analyse_state_dict(
+    state_dict: Mapping[str, Tensor], *, slices: bool = True, side: str = "output"
+) -> RedundancyReport:
+    """The report for a ``LoRAClassifier`` state dict (no model needed); ``side`` as in
+    :func:`analyse_model`."""
+    check_side(side)
+    return analyse_bank(bank_from_state_dict(state_dict), slices=slices, side=side)
 
 
-def analyse_model(model, *, slices: bool = True) -> RedundancyReport:
-    """The report for a ``LoRAClassifier`` (or a DDP wrapper around one)."""
-    return analyse_state_dict(unwrap_ddp(model).state_dict(), slices=slices)
+def analyse_model(model, *, slices: bool = True, side: str = "output") -> RedundancyReport:
+    """The report for a ``LoRAClassifier`` (or a DDP wrapper around one).
+
+    ``side="output"`` compares the updates' column spaces; ``side="input"`` their row spaces
+    (the span of each ``A``), where InfLoRA and O-LoRA constrain the adapters.
+    """
+    check_side(side)
+    return analyse_state_dict(unwrap_ddp(model).state_dict(), slices=slices, side=side)

@@ -39,6 +39,9 @@ def load_state_dict_file(path: Union[str, Path], *, trust: bool = False) -> Dict
     return dict(obj)
 
 
+_SIDE_WORDS = {"output": "column spaces of Delta W", "input": "row spaces of Delta W, the span of A"}
+
+
 def _fmt(value: float) -> str:
     return "   -" if math.isnan(value) else f"{value:.3f}"
 
@@ -52,6 +55,7 @@ def format_table(report: RedundancyReport) -> str:
     width = max(len(u.name) for u in units)
     lines = [
         f"{len(report.adapters)} adapters: {', '.join(report.adapters)}",
+        f"side: {report.side} ({_SIDE_WORDS[report.side]})",
         f"{'unit':<{width}}  overlap  captured  rank90  rank99  max",
     ]
     for unit in units:
@@ -85,17 +89,21 @@ def _short(adapter: str) -> str:
     return f"a{tail}" if tail.isdigit() else adapter
 
 
-def adapter_tag(adapter: str) -> str:
-    """``adapter_7`` -> ``adapter_007``: TensorBoard lists tags as strings, this keeps them in order."""
-    head, _, tail = adapter.rpartition("_")
-    return f"{head}_{int(tail):03d}" if head and tail.isdigit() else adapter
+def side_suffix(side: str) -> str:
+    """``""`` for the output side (its tags as before the option), ``"/input"`` for the input
+    side, so both sides can share one TensorBoard folder."""
+    return "" if side == "output" else f"/{side}"
+
+
+def _title(report: RedundancyReport, text: str) -> str:
+    return text if report.side == "output" else f"{text}, input side"
 
 
 def overlap_figure(report: RedundancyReport):
     names = [_short(a) for a in report.adapters]
     return heatmap_figure(
         report.model.overlap.tolist(), row_labels=names, col_labels=names,
-        title="adapter subspace overlap (model)", xlabel="adapter", ylabel="adapter",
+        title=_title(report, "adapter subspace overlap (model)"), xlabel="adapter", ylabel="adapter",
     )
 
 
@@ -109,11 +117,11 @@ def save_pngs(report: RedundancyReport, out_dir: Union[str, Path]) -> List[Path]
         "overlap_model.png": overlap_figure(report),
         "overlap_layers.png": grid_of_heatmaps(
             [(u.name, u.overlap.tolist()) for u in units], labels=names,
-            title="adapter subspace overlap per wrapped layer",
+            title=_title(report, "adapter subspace overlap per wrapped layer"),
         ),
         "captured.png": bar_figure(
             report.model.captured.tolist(), labels=names,
-            title="energy of each adapter inside the span of earlier ones",
+            title=_title(report, "energy of each adapter inside the span of earlier ones"),
             ylabel="captured fraction",
         ),
     }
@@ -126,16 +134,21 @@ def save_pngs(report: RedundancyReport, out_dir: Union[str, Path]) -> List[Path]
 
 
 def scalars(report: RedundancyReport) -> Dict[str, float]:
-    """Flat ``tag -> value`` for loggers: model-level figures and each adapter's captured fraction."""
+    """Flat ``tag -> value`` for loggers: model-level figures and each adapter's captured fraction.
+
+    Tags start ``Redundancy/`` (output side) or ``Redundancy/input/``; adapters keep their
+    Python names (``adapter_7``): TensorBoard sorts digit runs as numbers.
+    """
     model = report.model
+    prefix = "Redundancy" + side_suffix(report.side)
     out = {
-        "Redundancy/mean_overlap": model.mean_pairwise_overlap,
-        "Redundancy/mean_captured": model.mean_captured,
-        "Redundancy/rank90": float(model.rank90),
-        "Redundancy/rank99": float(model.rank99),
+        f"{prefix}/mean_overlap": model.mean_pairwise_overlap,
+        f"{prefix}/mean_captured": model.mean_captured,
+        f"{prefix}/rank90": float(model.rank90),
+        f"{prefix}/rank99": float(model.rank99),
     }
     for index, name in enumerate(report.adapters[1:], start=1):
-        out[f"Redundancy/captured/{adapter_tag(name)}"] = float(model.captured[index])
+        out[f"{prefix}/captured/{name}"] = float(model.captured[index])
     return {k: v for k, v in out.items() if not math.isnan(v)}
 
 
@@ -151,6 +164,7 @@ def log_to_tensorboard(report: RedundancyReport, log_dir: Union[str, Path], step
         for tag, value in scalars(report).items():
             writer.add_scalar(tag, value, global_step=step)
         image = figure_to_image(overlap_figure(report))
-        writer.add_image("Redundancy/overlap_heatmap", to_tensor(image), global_step=step)
+        tag = f"Redundancy{side_suffix(report.side)}/overlap_heatmap"
+        writer.add_image(tag, to_tensor(image), global_step=step)
     finally:
         writer.close()

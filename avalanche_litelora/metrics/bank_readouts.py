@@ -11,7 +11,6 @@ from typing import Dict, List
 from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
-from avalanche_litelora.analysis.report import adapter_tag
 from avalanche_litelora.adapters.access import OptionalAdapterModel
 from avalanche_litelora.lora.model import LoRAClassifier
 from avalanche_litelora.registry import register
@@ -26,7 +25,8 @@ class OptionalLoRAClassifier(OptionalAdapterModel):
 @register
 class BankReadoutMetric(PluginMetric[dict]):
     """``Bank/active_adapters``, ``Bank/pruned_adapters``, ``Bank/adapter_parameters``,
-    ``Bank/gate_logit/<adapter>`` and ``Bank/magnitude/<adapter>`` per training experience.
+    ``Bank/gate_logit/<adapter>`` and ``Bank/magnitude/<adapter>`` per training experience
+    (``<adapter>`` as in Python: ``adapter_7``).
 
     The magnitude of an adapter is the mean of its per-layer (and per q/v slice) SD-LoRA
     alphas; ``per_layer_magnitudes=True`` also emits each one. A candidate pruned in this
@@ -80,13 +80,13 @@ class BankReadoutMetric(PluginMetric[dict]):
         logits.update(model.gate_logits())
         for name, logit in logits.items():
             if name in model.adapter_names or name in model.pruned_adapters:
-                values[f"Bank/gate_logit/{adapter_tag(name)}"] = logit
+                values[f"Bank/gate_logit/{name}"] = logit
         for name, per_layer in model.magnitudes().items():
             if per_layer:
-                values[f"Bank/magnitude/{adapter_tag(name)}"] = sum(per_layer.values()) / len(per_layer)
+                values[f"Bank/magnitude/{name}"] = sum(per_layer.values()) / len(per_layer)
             if self.per_layer_magnitudes:
                 for where, alpha in per_layer.items():
-                    values[f"Bank/magnitude/{adapter_tag(name)}/{where}"] = alpha
+                    values[f"Bank/magnitude/{name}/{where}"] = alpha
         self._last = values
         return [MetricValue(self, name, value, self._step) for name, value in values.items()]
 

@@ -3,7 +3,8 @@
 Emits the model-level figures of :mod:`avalanche_litelora.analysis.redundancy`:
 ``Redundancy/mean_overlap``, ``Redundancy/mean_captured``, ``Redundancy/rank90``,
 ``Redundancy/rank99``, ``Redundancy/captured/<adapter>`` and the image
-``Images/adapter_overlap`` (the pairwise overlap heatmap).
+``Images/adapter_overlap`` (the pairwise overlap heatmap); with ``side="input"`` the same
+under ``Redundancy/input/`` and ``Images/adapter_overlap/input``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import List
 from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
-from avalanche_litelora.analysis.redundancy import analyse_model
-from avalanche_litelora.analysis.report import overlap_figure, scalars
+from avalanche_litelora.analysis.redundancy import analyse_model, check_side
+from avalanche_litelora.analysis.report import overlap_figure, scalars, side_suffix
 from avalanche_litelora.metrics.bank_readouts import OptionalLoRAClassifier
 from avalanche_litelora.metrics._images import figure_to_tensor_image
 from avalanche_litelora.registry import register
@@ -25,12 +26,15 @@ class AdapterRedundancyMetric(PluginMetric[dict]):
     """Subspace overlap, captured fraction and effective rank of the bank, after pruning/freezing.
 
     ``image=False`` skips the heatmap (matplotlib rendering is the costly part on long
-    streams). Models that are not a ``LoRAClassifier`` are skipped with one warning.
+    streams). ``side="input"`` measures the updates' row spaces (the span of ``A``, where
+    InfLoRA and O-LoRA act) instead of their column spaces. Models that are not a
+    ``LoRAClassifier`` are skipped with one warning.
     """
 
-    def __init__(self, image: bool = True):
+    def __init__(self, image: bool = True, side: str = "output"):
         super().__init__()
         self.image = bool(image)
+        self.side = check_side(side)
         self._bank = OptionalLoRAClassifier("AdapterRedundancyMetric")
         self._step = -1
         self._last = None
@@ -48,12 +52,14 @@ class AdapterRedundancyMetric(PluginMetric[dict]):
         model = self._bank(strategy)
         if model is None or not model.adapter_names:
             return []
-        report = analyse_model(model, slices=False)  # reads A/B/magnitudes only: merging is irrelevant
+        # reads A/B/magnitudes only: merging is irrelevant
+        report = analyse_model(model, slices=False, side=self.side)
         self._last = scalars(report)
         out = [MetricValue(self, tag, value, self._step) for tag, value in self._last.items()]
         if self.image:
             image = figure_to_tensor_image(overlap_figure(report))
-            out.append(MetricValue(self, "Images/adapter_overlap", image, self._step))
+            tag = "Images/adapter_overlap" + side_suffix(self.side)
+            out.append(MetricValue(self, tag, image, self._step))
         return out
 
     def __str__(self) -> str:

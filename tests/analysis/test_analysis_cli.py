@@ -42,7 +42,7 @@ def test_cli_on_checkpoint_prints_table_writes_pngs_and_tensorboard(trained_bank
     mean_overlap = events.Scalars("Redundancy/mean_overlap")
     assert [e.step for e in mean_overlap] == [2]  # the newest adapter's index
     assert mean_overlap[0].value == pytest.approx(report.model.mean_pairwise_overlap, rel=1e-5)
-    assert events.Scalars("Redundancy/captured/adapter_002")[0].value == pytest.approx(
+    assert events.Scalars("Redundancy/captured/adapter_2")[0].value == pytest.approx(
         float(report.model.captured[2]), rel=1e-5
     )
 

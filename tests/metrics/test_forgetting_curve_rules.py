@@ -111,7 +111,8 @@ def test_bank_metrics_unwrap_ddp(single_process_group):
     readout = {v.name: v.value for v in BankReadoutMetric().after_training_exp(strategy)}
     assert readout["Bank/active_adapters"] == 1 and readout["Bank/pruned_adapters"] == 1
     assert readout["Bank/adapter_parameters"] == model.adapter_parameter_count()
-    assert readout["Bank/gate_logit/adapter_000"] == pytest.approx(model.gate_logits()["adapter_0"])
+    assert readout["Bank/gate_logit/adapter_0"] == pytest.approx(model.gate_logits()["adapter_0"])
+    assert "Bank/magnitude/adapter_0" in readout and not any("adapter_00" in tag for tag in readout)
     redundancy = {v.name: v for v in AdapterRedundancyMetric().after_training_exp(strategy)}
     assert redundancy["Redundancy/rank99"].value == 4  # one rank-2 adapter in each of two layers
     image = redundancy["Images/adapter_overlap"].value.image

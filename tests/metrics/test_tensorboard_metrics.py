@@ -85,16 +85,16 @@ def test_bank_readouts_match_the_strategy(litelora_run):
     assert _series(events, "Bank/pruned_adapters") == {i: len(s["pruned"]) for i, s in enumerate(own)}
     for i, step in enumerate(own):
         for name, logit in step["logits"].items():
-            tag = f"Bank/gate_logit/adapter_{int(name.split('_')[1]):03d}"
+            tag = f"Bank/gate_logit/{name}"  # the Python name: adapter_7, not padded
             assert _series(events, tag)[i] == pytest.approx(logit, abs=1e-6)
         for name, magnitude in step["magnitudes"].items():
-            tag = f"Bank/magnitude/adapter_{int(name.split('_')[1]):03d}"
+            tag = f"Bank/magnitude/{name}"
             assert _series(events, tag)[i] == pytest.approx(magnitude, rel=1e-5)
     # each pruned candidate got one point, at the experience that opened it, with a closed gate
     assert own[-1]["pruned"], "the run should prune at least one candidate"
     for name in own[-1]["pruned"]:
         index = int(name.split("_")[1])
-        points = _series(events, f"Bank/gate_logit/adapter_{index:03d}")
+        points = _series(events, f"Bank/gate_logit/{name}")
         assert list(points) == [index] and points[index] <= 0
     assert {"Redundancy/rank90", "Redundancy/rank99"} <= set(tags)
 
