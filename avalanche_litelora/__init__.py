@@ -65,6 +65,7 @@ from avalanche_litelora.adapters.surgery import UnrecognisedClassifierWarning
 from avalanche_litelora.lora.plugins.candidate_losses import GateDecisionWarning
 from avalanche_litelora.lora.plugins.selection import InertSelectionWarning
 from avalanche_litelora.training.plugins.current_classes import SingleClassExperienceWarning
+from avalanche_litelora.training.stalled_training import StalledTrainingWarning
 from avalanche_litelora.training import plugins as _plugins
 from avalanche_litelora.training.plugins import *  # noqa: F401,F403 (the names in _plugins.__all__)
 
@@ -127,6 +128,7 @@ __all__ = [
     "GateDecisionWarning",
     "InertSelectionWarning",
     "SingleClassExperienceWarning",
+    "StalledTrainingWarning",
     "UnrecognisedClassifierWarning",
     # streams whose redundancy is known
     "known_redundancy_stream",

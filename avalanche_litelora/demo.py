@@ -21,18 +21,16 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 from typing import Dict, List, Optional
 
 import torch
-from torch import nn
 from avalanche.benchmarks.classic import SplitMNIST
-from avalanche.evaluation.metrics import accuracy_metrics
-from avalanche.training.plugins import EvaluationPlugin
 
 from avalanche_litelora.backbones import create_backbone
 from avalanche_litelora.data import fetch_dataset, known_redundancy_stream
+from avalanche_litelora.data.redundancy_streams import NARROW_FEATURES, NARROW_LAMBDA, narrow_bank
 from avalanche_litelora.data.streams import subsample_benchmark
+from avalanche_litelora.evaluation import quiet_evaluator
 from avalanche_litelora.metrics import (
     accuracy_row,
     average_anytime_accuracy,
@@ -45,14 +43,6 @@ from avalanche_litelora.lora.strategies import HeadOnlyStrategy, LiteLoRAStrateg
 
 #: The demo's parts, for its progress lines.
 PARTS = 3
-
-
-def quiet_evaluator(**accuracy) -> EvaluationPlugin:
-    """Accuracy metrics and no logger: the demo prints its own tables, so Avalanche's
-    "No loggers specified" warning would only say what the demo chose."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="No loggers specified", category=UserWarning)
-        return EvaluationPlugin(accuracy_metrics(**accuracy), loggers=[])
 
 
 def announce(part: int, title: str, progress: Optional[bool] = None) -> None:
@@ -123,27 +113,6 @@ def print_decisions(benchmark, strategy) -> None:
         print(f"| {i} | {kind} | {label.transform} | {decision} |")
 
 
-#: The narrow bank: experience schedule, feature width, and the lambda that separates there.
-NARROW_SCHEDULE, NARROW_FEATURES, NARROW_LAMBDA = "N N R0 R1", 8, 1.0
-
-
-def narrow_bank_run(data_root, lambda_sparsity: float = NARROW_LAMBDA, seed: int = 0, plugins=(),
-                    progress: Optional[bool] = None):
-    """LiteLoRA on ``N N R0 R1`` over a frozen random ``Linear(784, 8)``: (stream, strategy)."""
-    torch.manual_seed(seed)
-    stream = known_redundancy_stream(form="domain", schedule=NARROW_SCHEDULE, seed=0, dataset_root=data_root,
-                                     train_per_experience=512, test_per_experience=128)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, NARROW_FEATURES))
-    strategy = LiteLoRAStrategy(
-        model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
-        feature_dim=NARROW_FEATURES, target_modules=("1",), rank=4, train_mb_size=32, train_epochs=4,
-        eval_mb_size=256, lambda_sparsity=lambda_sparsity, lambda_rule="absolute",  # nats: measured there
-        selection_mb_size=16, plugins=list(plugins),
-        evaluator=quiet_evaluator(stream=True))
-    train_with_progress(strategy, stream.train_stream, "narrow bank, LiteLoRA", progress)
-    return stream, strategy
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default="data", help="folder for MNIST (filled offline if empty)")
@@ -185,7 +154,8 @@ def main(argv=None) -> None:
     print_table("Known redundancy: domain-incremental MNIST, 8 experiences, one head", rows)
 
     announce(2, f"the same kind of stream on a narrow bank (frozen Linear(784, {NARROW_FEATURES}))", args.progress)
-    narrow, narrow_strategy = narrow_bank_run(args.data_root, progress=args.progress)
+    narrow, narrow_strategy = narrow_bank(args.data_root)
+    train_with_progress(narrow_strategy, narrow.train_stream, "narrow bank, LiteLoRA", args.progress)
     print(f"\nThe same kind of stream on a narrow bank (frozen Linear(784, {NARROW_FEATURES})), "
           f"LiteLoRA lambda={NARROW_LAMBDA:g}")
     print_decisions(narrow, narrow_strategy)

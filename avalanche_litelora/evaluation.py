@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import List, Sequence, Union
 
@@ -39,6 +40,14 @@ def litelora_metrics(
     if redundancy:
         metrics.append(AdapterRedundancyMetric(image=images))
     return metrics
+
+
+def quiet_evaluator(**accuracy) -> EvaluationPlugin:
+    """Accuracy metrics (``accuracy_metrics``'s keywords) and no logger, for a caller that prints
+    its own tables: Avalanche's "No loggers specified" warning would only say what it chose."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No loggers specified", category=UserWarning)
+        return EvaluationPlugin(accuracy_metrics(**accuracy), loggers=[])
 
 
 def litelora_evaluator(

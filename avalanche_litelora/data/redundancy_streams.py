@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from avalanche.benchmarks.utils import ConstantSequence, DataAttribute
 from avalanche.benchmarks.utils.classification_dataset import TaskAwareSupervisedClassificationDataset
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 from torchvision.transforms.functional import InterpolationMode, rotate
 
@@ -219,6 +219,44 @@ def known_redundancy_stream(
     benchmark.redundancy = tuple(labels)
     benchmark.input_transforms = tuple(transforms)
     return benchmark
+
+
+#: The narrow bank: its schedule, its feature width, and the lambda (nats) that separates there.
+NARROW_SCHEDULE, NARROW_FEATURES, NARROW_LAMBDA = "N N R0 R1", 8, 1.0
+
+
+def narrow_bank(dataset_root: Union[str, os.PathLike] = "data", *, lambda_sparsity: float = NARROW_LAMBDA,
+                seed: int = 0, plugins: Sequence = (), evaluator=None):
+    """A stream where the gate's ground truth can be tested, and an untrained LiteLoRA for it.
+
+    On the shipped ViT the head does the work and no candidate's benefit tells a working gate
+    from a broken one. Here the backbone is a frozen random ``Linear(784, 8)``: the head cannot
+    absorb a new pixel permutation, so a novel experience's adapter is needed and a repeat's
+    adds little. The stream is :func:`known_redundancy_stream` (domain form,
+    :data:`NARROW_SCHEDULE`, 512 training and 128 test images per experience, seed 0); ``seed``
+    draws the projection and the adapters. LiteLoRA weighs each candidate against
+    ``lambda_sparsity`` nats (absolute rule). ``evaluator`` defaults to the stream's accuracy
+    without a logger. Returns ``(stream, strategy)``; train it experience by experience
+    (:func:`~avalanche_litelora.training.loop.train_stream`)::
+
+        stream, strategy = narrow_bank("data")
+        train_stream(strategy, stream, eval_streams=())
+        strategy.pruned_adapters                  # ['adapter_2', 'adapter_3']: the repeats
+    """
+    # imported here: the data package sits below the methods and their metrics
+    from avalanche_litelora.evaluation import quiet_evaluator
+    from avalanche_litelora.lora.strategies import LiteLoRAStrategy
+
+    torch.manual_seed(seed)
+    stream = known_redundancy_stream(form="domain", schedule=NARROW_SCHEDULE, seed=0, dataset_root=dataset_root,
+                                     train_per_experience=512, test_per_experience=128)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, NARROW_FEATURES))
+    strategy = LiteLoRAStrategy(
+        model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
+        feature_dim=NARROW_FEATURES, target_modules=("1",), rank=4, train_mb_size=32, train_epochs=4,
+        eval_mb_size=256, lambda_sparsity=lambda_sparsity, lambda_rule="absolute", selection_mb_size=16,
+        plugins=list(plugins), evaluator=evaluator if evaluator is not None else quiet_evaluator(stream=True))
+    return stream, strategy
 
 
 # ----------------------------------------------------------------------------- internals

@@ -33,6 +33,7 @@ from avalanche_litelora.training.first_experience import HeadFromFirstExperience
 from avalanche_litelora.training.plugins.guards import AdapterGuardPlugin
 from avalanche_litelora.training.protocol import check_lifecycle_order
 from avalanche_litelora.training.rwalk import repairs_for
+from avalanche_litelora.training.stalled_training import StalledTrainingCheckMixin
 
 
 logger = logging.getLogger(__name__)
@@ -235,7 +236,8 @@ def say_where_the_head_trains(optimizer, model) -> None:
 
 
 class AdapterStrategy(
-    HeadFromFirstExperienceMixin, CheckpointMixin, RankSafeTemplateMixin, SupervisedTemplate
+    HeadFromFirstExperienceMixin, CheckpointMixin, RankSafeTemplateMixin, StalledTrainingCheckMixin,
+    SupervisedTemplate
 ):
     """Wires a plain backbone into :attr:`model_class` and appends the method's plugins.
 
@@ -246,7 +248,8 @@ class AdapterStrategy(
     ``PositionalArgumentsDeprecatedWarning``. Unlike Avalanche's templates (1 and 1), it
     trains on minibatches of 64 and evaluates on 256 unless told otherwise
     (:data:`DEFAULT_MINIBATCH_SIZES` says why). ``save_checkpoint(path)`` / ``resume(path)`` come from
-    :class:`~avalanche_litelora.training.checkpoint.CheckpointMixin`.
+    :class:`~avalanche_litelora.training.checkpoint.CheckpointMixin`. An experience whose loss
+    stays at chance gets one :class:`~avalanche_litelora.training.stalled_training.StalledTrainingWarning`.
     """
 
     #: The model a plain backbone is wired into.

@@ -9,7 +9,7 @@ absorb a new pixel permutation, so a novel experience's adapter is needed and a 
 little to the adapter trained on its permutation. Stream: ``known_redundancy_stream`` domain
 form, schedule ``N N R0 R1``, 512 training images per experience; the same setting as
 ``tests/data/test_gate_on_known_redundancy.py`` and the demo
-(:func:`avalanche_litelora.demo.narrow_bank_run`). Prints, per seed and lambda, each
+(:func:`avalanche_litelora.data.redundancy_streams.narrow_bank`). Prints, per seed and lambda, each
 candidate's benefit (loss with its gate closed minus open, nats) and the gate's decision.
 """
 
@@ -18,13 +18,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from avalanche_litelora.demo import NARROW_SCHEDULE as SCHEDULE, narrow_bank_run
+from avalanche_litelora import train_stream
+from avalanche_litelora.data.redundancy_streams import NARROW_SCHEDULE as SCHEDULE, narrow_bank
 from benchmarks.harness.redundancy import CandidateRedundancyProbe
 
 
 def run(seed: int, lambda_sparsity: float, data_root: str):
     probe = CandidateRedundancyProbe()
-    stream, strategy = narrow_bank_run(data_root, lambda_sparsity, seed, plugins=[probe])
+    stream, strategy = narrow_bank(data_root, lambda_sparsity=lambda_sparsity, seed=seed, plugins=[probe])
+    train_stream(strategy, stream, eval_streams=())
     accuracy = next(v for k, v in strategy.eval(stream.test_stream).items() if k.startswith("Top1_Acc_Stream"))
     return stream, probe.decisions(strategy), accuracy
 

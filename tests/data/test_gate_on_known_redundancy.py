@@ -8,7 +8,8 @@ adapter already trained on its permutation (BENCHMARKS.md, *The gate's mechanism
 
 import pytest
 
-from avalanche_litelora.demo import narrow_bank_run
+from avalanche_litelora import train_stream
+from avalanche_litelora.data.redundancy_streams import narrow_bank
 
 pytestmark = pytest.mark.slow  # trains the narrow bank on a known-redundancy stream, four seeds
 
@@ -18,8 +19,14 @@ def root(fetched):
     return fetched("mnist")[0]
 
 
+def trained_narrow_bank(root, lambda_sparsity: float):
+    stream, strategy = narrow_bank(root, lambda_sparsity=lambda_sparsity)
+    train_stream(strategy, stream, eval_streams=(), progress=False)
+    return stream, strategy
+
+
 def test_repeats_are_pruned_and_the_novel_candidate_kept(root):
-    stream, strategy = narrow_bank_run(root, lambda_sparsity=1.0)
+    stream, strategy = trained_narrow_bank(root, lambda_sparsity=1.0)
     kinds = [label.kind for label in stream.redundancy]
     assert kinds == ["novel", "novel", "repeat", "repeat"]
     assert strategy.active_adapters == ["adapter_0", "adapter_1"]
@@ -27,5 +34,5 @@ def test_repeats_are_pruned_and_the_novel_candidate_kept(root):
 
 
 def test_the_same_stream_at_lambda_zero_keeps_every_candidate(root):
-    _, strategy = narrow_bank_run(root, lambda_sparsity=0.0)
+    _, strategy = trained_narrow_bank(root, lambda_sparsity=0.0)
     assert strategy.pruned_adapters == []
