@@ -1,7 +1,9 @@
-"""A hint when an experience's training loss did not move and sits at chance.
+"""A hint when an experience's training loss ends at chance.
 
-A loss that stays at ln k (k classes: every logit equal) through a whole experience means
-nothing learned, and training itself raises no error. The usual causes are a setup mistake
+A loss that ends an experience at ln k (k classes: every logit equal) means nothing was
+learned beyond the class prior, and training itself raises no error. Whether it got there
+from a higher start (a fresh head learns the prior in a few steps) or sat there throughout
+does not matter: a user's frozen random CNN showed both. The usual causes are a setup mistake
 this hint names. The strategy reads the losses its loop already computed (detached, kept
 on their device: no extra forward pass, no per-iteration synchronisation) and judges them
 when the experience's epochs end, before any plugin's ``after_training_exp``: LiteLoRA's
@@ -24,13 +26,14 @@ from avalanche_litelora.training.plugins.current_classes import experience_class
 
 
 class StalledTrainingWarning(UserWarning):
-    """An experience's training loss did not move and sits at chance (ln of its class count)."""
+    """An experience's training loss ended at chance (ln of its class count)."""
 
 
-#: The loss did not move: its last stretch's mean is within this share of its first stretch's.
-STILL = 0.01
-#: The loss sits at chance: within this share of ln k.
-AT_CHANCE = 0.1
+#: The loss ends at chance: its last stretch's mean is at most this share below ln k (a run
+#: that learns, even slowly, ends further below over a whole experience) ...
+BELOW_CHANCE = 0.05
+#: ... and at most this share above it (far above is divergence: another problem).
+ABOVE_CHANCE = 0.1
 #: Iterations in each stretch, at most (a quarter of the experience's when it has fewer).
 STRETCH = 20
 #: An experience with fewer iterations is not judged: too short to tell (an online stream's).
@@ -45,13 +48,10 @@ class Stall(NamedTuple):
     stretch: int
     iterations: int
 
-    @property
-    def still(self) -> bool:
-        return abs(self.end - self.start) <= STILL * max(abs(self.start), abs(self.end))
-
     def chance(self, class_counts) -> Optional[int]:
         """The class count k whose ln k the end loss sits at, if any."""
-        return next((k for k in class_counts if k >= 2 and abs(self.end - math.log(k)) <= AT_CHANCE * math.log(k)),
+        return next((k for k in class_counts
+                     if k >= 2 and (1 - BELOW_CHANCE) * math.log(k) <= self.end <= (1 + ABOVE_CHANCE) * math.log(k)),
                     None)
 
 
@@ -100,10 +100,10 @@ def stall_message(strategy, stall: Stall, k: int) -> str:
     held = {id(p) for group in strategy.optimizer.param_groups for p in group["params"]}
     stepped = sum(id(p) in held for p in trainable)
     return (
-        f"the training loss did not move in experience {strategy.experience.current_experience}: "
+        f"the training loss ended experience {strategy.experience.current_experience} at chance: "
         f"{stall.start:.4f} over its first {stall.stretch} iterations, {stall.end:.4f} over its last "
         f"{stall.stretch} (of {stall.iterations}), at chance for {k} classes (ln {k} = {math.log(k):.4f}), "
-        f"so the model learned nothing. The optimizer's learning rates: {rates}; it steps {stepped} of "
+        f"so the model learned nothing beyond the class prior. The optimizer's learning rates: {rates}; it steps {stepped} of "
         f"the model's {len(trainable)} trainable tensors. Usual causes: a learning rate too low or 0 "
         "(raise lr); an optimizer over parameters that are not the model's (build it over the "
         "model given to the strategy: torch.optim.SGD(model.parameters(), lr=...)); adapters on "
@@ -115,9 +115,9 @@ def stall_message(strategy, stall: Stall, k: int) -> str:
 
 
 def warn_if_stalled(strategy, watch: LossWatch) -> None:
-    """After an experience's epochs: warn once per run if its loss did not move from chance."""
+    """After an experience's epochs: warn once per run if its loss ended at chance."""
     stall = watch.close()
-    if stall is None or not stall.still or not is_main_process():
+    if stall is None or not is_main_process():
         return
     output = getattr(strategy, "mb_output", None)
     width = [output.shape[-1]] if isinstance(output, torch.Tensor) and output.dim() == 2 else []
