@@ -2,6 +2,7 @@
 
     python -m benchmarks.paper --paper imagenet_r --data-root data          # 3 orders x 2 methods
     python -m benchmarks.paper --paper cifar100 --seeds 1993 --strategies litelora
+    python -m benchmarks.paper --paper imagenet_r --strategies inflora olora      # their published settings
     python -m benchmarks.paper --paper imagenet_r --synthetic --random-init --tiny   # prove the path
     torchrun --standalone --nproc_per_node=4 -m benchmarks.paper --paper imagenet_r  # DDP (NCCL)
 
@@ -9,78 +10,53 @@
 
 Settings come from ``configs/paper.json`` (each value's source and every deviation from the
 reference code are written there). Every run trains through Avalanche with the package's
-``LiteLoRAStrategy`` / ``PerTaskLoRAStrategy`` (SD-LoRA), checkpoints after each experience
-(``--resume`` continues a killed command) and writes results.csv / results.md with the
-reference's published numbers beside ours.
+``LiteLoRAStrategy`` / ``PerTaskLoRAStrategy`` (SD-LoRA) / ``InfLoRAStrategy`` / ``OLoRAStrategy``
+through the harness's ``run_one`` (one results row for every suite), checkpoints after each
+experience (``--resume`` continues a killed command) and writes results.csv / results.md with
+the published numbers beside ours.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import timm
 import torch
 from avalanche.distributed import DistributedHelper
-from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics, loss_metrics
 from avalanche.training.determinism.rng_manager import RNGManager
-from avalanche.training.plugins import EvaluationPlugin
 
 from avalanche_litelora import data as paper_data
 from avalanche_litelora.data.paper import reference_class_order, synthetic
 from avalanche_litelora.data.streams import subsample_benchmark
-from avalanche_litelora.evaluation import litelora_evaluator, litelora_metrics
-from avalanche_litelora.metrics import (accuracy_row, average_anytime_accuracy, average_forgetting,
-                                        backward_transfer, final_accuracy, just_trained_accuracy)
-from avalanche_litelora import LiteLoRAStrategy, PerTaskLoRAStrategy
-from avalanche_litelora.training.loop import train_stream
-from avalanche_litelora.training.optimizer_groups import ROLE_KEY
-from avalanche_litelora.training.plugins.autocast import AutocastPlugin, bf16_supported
-from avalanche_litelora.training.plugins.lr_milestones import EpochMilestonesLRPlugin
-from benchmarks.harness.measure import PeakMemory, StepTimer, sample_inputs, throughput
-from benchmarks.harness.paper_report import paper_report
-from benchmarks.harness.redundancy import bank_summary
+from avalanche_litelora.training.plugins.autocast import bf16_supported
 from benchmarks.harness.environment import environment
+from benchmarks.harness.paper_config import STRATEGIES, available_strategies, benchmark_names, load_config
+from benchmarks.harness.paper_methods import build_paper_strategy
+from benchmarks.harness.paper_report import paper_report
 from benchmarks.harness.report import write_csv
+from benchmarks.harness.runner import RunSettings, run_one
+from benchmarks.harness.streams import StreamSpec
 
-CONFIG_FILE = Path(__file__).parent / "configs" / "paper.json"
-STRATEGIES = {"litelora": LiteLoRAStrategy, "sdlora": PerTaskLoRAStrategy}
 #: --tiny: the whole path on a CPU in about a minute per run (sizes, not settings, change).
 TINY = dict(experiences=2, train_per_experience=8, test_per_experience=4, epochs=1, batch_size=4,
             selection_batch_size=2, eval_batch_size=8, refit_steps=1, throughput_samples=0)
 
 
-class RankSafeStepTimer(StepTimer, supports_distributed=True):
-    """The harness's step timer, declared rank-safe the way Avalanche reads it (a class keyword:
-    ``SupervisedPlugin.__init_subclass__`` overwrites a ``supports_distributed`` class attribute)."""
-
-
-def load_config(name: str) -> Dict[str, Any]:
-    """``common`` merged with benchmark ``name``'s own keys, plus its published numbers."""
-    with open(CONFIG_FILE) as f:
-        config = json.load(f)
-    if name not in config["benchmarks"]:
-        raise ValueError(f"unknown paper benchmark {name!r}; choose from {sorted(config['benchmarks'])}")
-    return dict(config["common"], **config["benchmarks"][name], name=name,
-                reference=config["reference"].get(name, {}))
-
-
 def parse_args(argv=None) -> argparse.Namespace:
-    with open(CONFIG_FILE) as f:
-        names = sorted(json.load(f)["benchmarks"])
+    names = benchmark_names()
     p = argparse.ArgumentParser(prog="python -m benchmarks.paper", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--paper", required=True, choices=names, help="the benchmark")
     p.add_argument("--data-root", default="data", help="folder holding the dataset (see the README)")
     p.add_argument("--out", help="output folder (default results/paper/NAME)")
-    p.add_argument("--strategies", nargs="+", choices=sorted(STRATEGIES))
+    p.add_argument("--strategies", nargs="+", choices=sorted(STRATEGIES),
+                   help="default litelora sdlora; inflora and olora where paper.json has their settings")
     p.add_argument("--seeds", nargs="+", type=int, help="class orders (default 1993 1995 2000)")
     weights = p.add_mutually_exclusive_group()
     weights.add_argument("--checkpoint", help="ViT-B/16 weights file (.safetensors / .pth) for timm_local")
@@ -127,10 +103,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 def settings(args: argparse.Namespace) -> Dict[str, Any]:
     """The configuration of this command: paper.json with the command line's overrides."""
     cfg = load_config(args.paper)
+    budget = ("train_epochs", "train_mb_size")
+    cfg["as_published"] = {m: {k: s[k] for k in budget} for m, s in [("litelora", cfg), *cfg["methods"].items()]}
     overrides = dict(train_epochs=args.epochs, train_mb_size=args.batch_size, eval_mb_size=args.eval_batch_size,
                      selection_mb_size=args.selection_batch_size, refit_steps=args.refit_steps,
                      throughput_samples=args.throughput_samples, seeds=args.seeds, strategies=args.strategies)
-    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    cfg.update(overrides)
+    for method in cfg["methods"].values():  # the command line's budget binds every method
+        method.update({k: v for k, v in overrides.items() if k in ("train_epochs", "train_mb_size", "eval_mb_size")})
+    unknown = [s for s in cfg["strategies"] if s not in available_strategies(cfg)]
+    if unknown:
+        raise SystemExit(f"--strategies {' '.join(unknown)}: configs/paper.json holds no published settings for "
+                         f"them on {args.paper}; here: {' '.join(available_strategies(cfg))}")
     if args.pretrained:
         try:
             known = timm.models.get_pretrained_cfg(args.pretrained) is not None
@@ -196,139 +181,70 @@ def cached_weights(model_name: str) -> Optional[str]:
     return None
 
 
-def load_backbone(cfg: Dict[str, Any], args: argparse.Namespace) -> Tuple[torch.nn.Module, str]:
-    """ViT-B/16 without its head, and where its weights came from."""
-    from avalanche_litelora.backbones import create_backbone
-
+def weights_source(cfg: Dict[str, Any], args: argparse.Namespace) -> Tuple[Optional[str], str]:
+    """The ViT-B/16 weights file (None: random init or timm's download) and how rows name it;
+    refuses, with where to get them, when there are none."""
     name = cfg["pretrained"]
     if args.random_init:
-        return timm.create_model(name.split(".")[0], pretrained=False, num_classes=0), "random init"
+        return None, "random init"
     path = args.checkpoint or cached_weights(name)
     if path:
-        return create_backbone("timm_local", model_name=name, checkpoint_path=path, num_classes=0), f"{name} ({path})"
+        return path, f"{name} ({path})"
     if args.allow_download:
-        return timm.create_model(name, pretrained=True, num_classes=0), f"{name} (downloaded by timm)"
+        return None, f"{name} (downloaded by timm)"
     raise SystemExit(f"no weights for {name}: pass --checkpoint FILE (e.g. model.safetensors from "
                      f"https://huggingface.co/timm/{name}), put them in the Hugging Face cache, pass "
                      "--allow-download, or --random-init for a smoke run")
 
 
-def evaluator(log_dir: Path, main: bool) -> EvaluationPlugin:
-    """The package's evaluator on rank 0; the same metrics without loggers on the others
-    (Avalanche refuses loggers there, and a checkpoint must name the same metrics)."""
-    if main:
-        return litelora_evaluator(log_dir, interactive=False)
-    return EvaluationPlugin(accuracy_metrics(epoch=True, experience=True, stream=True),
-                            loss_metrics(epoch=True, experience=True, stream=True),
-                            forgetting_metrics(experience=True, stream=True), *litelora_metrics(), loggers=[])
+def load_backbone(cfg: Dict[str, Any], args: argparse.Namespace) -> Tuple[torch.nn.Module, str]:
+    """ViT-B/16 without its head, and where its weights came from."""
+    from avalanche_litelora.backbones import create_backbone
+
+    path, label = weights_source(cfg, args)
+    name = cfg["pretrained"]
+    if path:
+        return create_backbone("timm_local", model_name=name, checkpoint_path=path, num_classes=0), label
+    return timm.create_model(name.split(".")[0] if args.random_init else name, pretrained=not args.random_init,
+                             num_classes=0), label
 
 
-def build_strategy(name: str, backbone, cfg: Dict[str, Any], device, world: int, plugins, log_dir: Path):
-    if cfg["train_mb_size"] % world:
-        raise SystemExit(f"the batch {cfg['train_mb_size']} does not split over {world} processes")
-    # the reference's groups: its magnitudes at their own rate with the weight decay, the
-    # adapters and the head without (nothing trains a magnitude in the first task)
-    optimizer = torch.optim.SGD(
-        [{"params": backbone.parameters(), "weight_decay": 0.0},
-         {"params": [], "lr": cfg["magnitude_lr"], "weight_decay": cfg["weight_decay"],
-          ROLE_KEY: "magnitudes"}],
-        lr=cfg["lr"], momentum=cfg["momentum"])
-    kwargs = dict(model=backbone, optimizer=optimizer, rank=cfg["rank"], target_modules=cfg["target_modules"],
-                  init_logit=cfg["init_logit"], tau=cfg["tau"], train_mb_size=cfg["train_mb_size"] // world,
-                  train_epochs=cfg["train_epochs"], eval_mb_size=cfg["eval_mb_size"], device=device,
-                  evaluator=evaluator(log_dir, DistributedHelper.is_main_process), plugins=plugins)
-    if name == "litelora":
-        kwargs.update(lambda_sparsity=cfg["lambda_sparsity"], selection_epochs=cfg["selection_epochs"],
-                      selection_lr=cfg["selection_lr"], min_selection_steps=cfg["min_selection_steps"],
-                      selection_mb_size=max(1, cfg["selection_mb_size"] // world),
-                      gate_noise=cfg["gate_noise"], refit_steps=cfg["refit_steps"],
-                      gate_sampling=cfg["gate_sampling"], lambda_rule=cfg["lambda_rule"])
-    if name in ("litelora", "sdlora"):
-        kwargs.update(magnitude_scope=cfg["magnitude_scope"], boundary=cfg["boundary"])
-    return STRATEGIES[name](**kwargs)
+def stream_spec(cfg: Dict[str, Any], label: str, download: bool) -> StreamSpec:
+    """The benchmark as the harness names a stream (built per class order by :func:`build_benchmark`)."""
+    return StreamSpec(name=cfg["name"], build=lambda seed, root: build_benchmark(cfg, seed, root, download),
+                      task_incremental=False, backbone=label, dataset=cfg["builder"],
+                      description="the paper's configuration (configs/paper.json)")
 
 
-def weighted_anytime(matrix: List[List[float]], test_sizes: List[int]) -> float:
-    """The reference's anytime accuracy: after task i, accuracy on every test sample of tasks
-    0..i (so larger experiences weigh more), averaged over i."""
-    rows = [sum(matrix[i][j] * test_sizes[j] for j in range(i + 1)) / sum(test_sizes[: i + 1])
-            for i in range(len(matrix))]
-    return sum(rows) / len(rows)
-
-
-def _train_rate(timer: StepTimer, batch: int) -> float:
-    steps = [(n, t) for exp, _, n, t in timer.steps if exp in (0, 1) and n == batch] or \
-        [(n, t) for *_, n, t in timer.steps]
-    return sum(n for n, _ in steps) / sum(t for _, t in steps) if steps else float("nan")
-
-
-def run_one(name: str, seed: int, cfg: Dict[str, Any], args, device, world: int, out: Path) -> Dict[str, Any]:
-    """Train one method on one class order; the results row (harness columns + the paper's)."""
-    run_dir = out / "runs" / f"{name}_seed{seed}"
-    row_file = run_dir / "row.json"
-    if args.resume and row_file.exists():
-        return json.loads(row_file.read_text())
-    if not args.resume and run_dir.exists() and DistributedHelper.is_main_process:
-        shutil.rmtree(run_dir)  # a rerun never mixes old events or checkpoints with new ones
-    if world > 1:
-        DistributedHelper.barrier()
-    RNGManager.set_random_seeds(seed)
-    benchmark = build_benchmark(cfg, seed, args.data_root, args.allow_download)
-    backbone, weights = load_backbone(cfg, args)
+def run_paper(name: str, seed: int, cfg: Dict[str, Any], args, device, world: int, out: Path) -> Dict[str, Any]:
+    """One method on one class order through the harness's :func:`run_one` (its row, resume and
+    checkpoints), with the method's published settings."""
+    budget = cfg["methods"].get(name, cfg)
+    _, label = weights_source(cfg, args)  # refuses missing weights before anything trains
+    RNGManager.set_random_seeds(seed)  # python, numpy and torch, as the reference seeds
+    spec = stream_spec(cfg, label, args.allow_download)
+    benchmark = spec.build(seed, args.data_root)
     amp = args.amp == "bf16" or (args.amp == "auto" and bf16_supported(device))
-    timer = RankSafeStepTimer()
-    plugins = [timer, EpochMilestonesLRPlugin(cfg["lr"], cfg["lr_milestones"], cfg["lr_gamma"], from_experience=1)]
-    if amp:
-        plugins.append(AutocastPlugin(torch.bfloat16, device_types=(torch.device(device).type,)))
-    strategy = build_strategy(name, backbone, cfg, device, world, plugins, run_dir / "tensorboard")
-    if args.workers:  # Avalanche takes loader settings as train()/eval() keywords
-        strategy.train = functools.partial(strategy.train, num_workers=args.workers)
-        strategy.eval = functools.partial(strategy.eval, num_workers=args.workers)
-    n = len(benchmark.train_stream)
-    start = time.perf_counter()
-    with PeakMemory(device) as memory:
-        results = train_stream(strategy, benchmark, eval_streams=[benchmark.test_stream], resume=args.resume,
-                               checkpoint_dir=run_dir / "checkpoint")
-    train_time = time.perf_counter() - start
-    matrix = [accuracy_row(r, n) for r in results]
-    test_sizes = [len(exp.dataset) for exp in benchmark.test_stream]
-    model = strategy.adapter_model
-    unmerged = merged = float("nan")
-    if cfg["throughput_samples"]:
-        x, t = sample_inputs(benchmark.test_stream, cfg["throughput_samples"], device)
-        with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=amp):
-            unmerged = throughput(model, x, t, cfg["eval_mb_size"])
-            model.merge()
-            merged = throughput(model, x, t, cfg["eval_mb_size"])
-            model.unmerge()
-    batch = cfg["train_mb_size"] // world
-    row = {
-        "stream": cfg["name"], "strategy": name, "seed": seed,
-        "lambda_sparsity": cfg["lambda_sparsity"] if name == "litelora" else "",
-        "backbone": weights, "scenario": "domain-il" if cfg["builder"] == "DomainNet" else "class-il",
-        "experiences": n, "epochs": cfg["train_epochs"],
-        "train_per_experience": cfg["train_per_experience"] or "all",
-        "avg_anytime_acc": average_anytime_accuracy(matrix), "final_acc": final_accuracy(matrix),
-        "just_trained_acc": just_trained_accuracy(matrix),
-        "forgetting": average_forgetting(matrix), "bwt": backward_transfer(matrix),
-        "forgetting_reference": average_forgetting(matrix, include_final=True),
-        "avg_anytime_acc_weighted": weighted_anytime(matrix, test_sizes),
-        "active_adapters": len(model.active_adapters), "pruned_adapters": len(model.pruned_adapters),
-        "adapter_params": model.adapter_parameter_count(), "adapter_bytes": model.adapter_parameter_bytes(),
-        "train_time_s": train_time, "train_step_ms": timer.median_step_ms(batch, epochs=cfg["train_epochs"]),
-        "train_images_per_s": _train_rate(timer, batch) * world, "peak_mem_mb": memory.peak_mb,
-        "infer_bare_sps": float("nan"), "infer_unmerged_sps": unmerged, "infer_merged_sps": merged,
-        "amp": "bf16" if amp else "fp32", "world_size": world, "device": str(device),
-        "notes": f"{weights}; {world} process(es), {'bf16 autocast' if amp else 'fp32'}",
-        "accuracy_matrix": matrix, "redundancy": bank_summary(model),
-    }
-    if not DistributedHelper.is_main_process:
-        return row
-    row_file.write_text(json.dumps(row))
-    print(f"[{cfg['name']} {name} seed {seed}] train {row['train_images_per_s']:.1f} img/s "
-          f"(median step {row['train_step_ms']:.0f} ms at {batch} per process), peak memory "
-          f"{row['peak_mem_mb']:.0f} MB, inference merged "
-          f"{f'{merged:.1f} img/s' if cfg['throughput_samples'] else 'not measured'}, {train_time:.0f} s", flush=True)
+
+    def build(plugins, log_dir):  # the backbone is created after the runner seeds torch, as before
+        return build_paper_strategy(name, load_backbone(cfg, args)[0], cfg, device=device, world=world,
+                                    workers=args.workers, amp_device=torch.device(device).type if amp else None,
+                                    plugins=plugins, log_dir=log_dir)
+
+    settings = RunSettings(epochs=budget["train_epochs"], train_per_experience=cfg["train_per_experience"],
+                           device=str(device), train_mb_size=budget["train_mb_size"],
+                           eval_mb_size=budget["eval_mb_size"], throughput_samples=cfg["throughput_samples"],
+                           world_size=world, amp=amp, save_model=False)
+    row = run_one(spec, benchmark, name, seed, settings, out / "runs" / f"{name}_seed{seed}", resume=args.resume,
+                  build=build, checkpoints=True,
+                  scenario="domain-il" if cfg["builder"] == "DomainNet" else "class-il")
+    if DistributedHelper.is_main_process:
+        merged = row["infer_merged_sps"]
+        print(f"[{cfg['name']} {name} seed {seed}] train {row['train_images_per_s']:.1f} img/s "
+              f"(median step {row['train_step_ms']:.0f} ms at {settings.process_mb_size} per process), peak memory "
+              f"{row['peak_mem_mb']:.0f} MB, inference merged "
+              f"{f'{merged:.1f} img/s' if cfg['throughput_samples'] else 'not measured'}, "
+              f"{row['train_time_s']:.0f} s", flush=True)
     return row
 
 
@@ -350,7 +266,7 @@ def main(argv=None) -> int:
         DistributedHelper.barrier()
     env = environment(argv, "python -m benchmarks.paper")
     started = time.perf_counter()
-    rows = [run_one(name, seed, cfg, args, device, world, out)
+    rows = [run_paper(name, seed, cfg, args, device, world, out)
             for seed in cfg["seeds"] for name in cfg["strategies"]]
     if DistributedHelper.is_main_process:
         env["wall_time_min"] = f"{(time.perf_counter() - started) / 60:.1f}"

@@ -19,10 +19,12 @@ from avalanche.core import SupervisedPlugin
 from avalanche.models.utils import avalanche_forward
 
 
-class StepTimer(SupervisedPlugin):
-    """Wall time of every training iteration, with its experience, epoch and batch size."""
+class StepTimer(SupervisedPlugin, supports_distributed=True):
+    """Wall time of every training iteration, with its experience, epoch and batch size.
 
-    supports_distributed = True
+    Rank-safe under torchrun: declared with the class keyword, the way Avalanche reads it
+    (``SupervisedPlugin.__init_subclass__`` overwrites a ``supports_distributed`` attribute).
+    """
 
     def __init__(self):
         super().__init__()
@@ -53,6 +55,13 @@ class StepTimer(SupervisedPlugin):
         if not times:  # short experiences: fall back to every step seen
             times = [t for *_, t in self.steps]
         return 1000.0 * statistics.median(times) if times else float("nan")
+
+    def images_per_s(self, batch_size: int, experiences=(0, 1)) -> float:
+        """Training images per second of this process over the full-batch steps of the given
+        experiences (every step when there are none)."""
+        steps = [(n, t) for exp, _, n, t in self.steps if exp in experiences and n == batch_size] \
+            or [(n, t) for *_, n, t in self.steps]
+        return sum(n for n, _ in steps) / sum(t for _, t in steps) if steps else float("nan")
 
 
 class PeakMemory:

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from avalanche_litelora.data.paper import reference_class_order, synthetic
+from avalanche_litelora.inflora import InfLoRAConfig
 from benchmarks import paper, run
+from benchmarks.harness import paper_config, runner
 from benchmarks.harness.paper_report import departures
 
 #: timm's own test ViT (0.3 M parameters, 160 pixels): the whole path in seconds on a CPU.
@@ -33,7 +35,7 @@ def test_the_config_holds_the_reference_configs_values():
     assert inr["reference"]["litelora"]["anytime"] == [82.83, 81.64, 81.71]
     assert inr["reference"]["litelora"]["adapters"] == [6, 7, 6]
     assert inr["reference"]["sdlora"]["anytime"] == [82.41, 81.55, 81.27]
-    with open(paper.CONFIG_FILE) as f:
+    with open(paper_config.CONFIG_FILE) as f:
         comments = json.load(f)["comments"]
     # normalisation, the head refit, the selection optimizer's weight decay
     assert sum("DEVIATION" in text for text in comments.values()) >= 3
@@ -67,8 +69,10 @@ def test_tiny_and_explicit_overrides():
 
 def test_weighted_anytime_accuracy_weighs_experiences_by_their_test_samples():
     matrix = [[1.0, 0.0], [0.5, 1.0]]
-    assert paper.weighted_anytime(matrix, [10, 30]) == pytest.approx((1.0 + (5 + 30) / 40) / 2)
-    assert paper.weighted_anytime(matrix, [1, 1]) == pytest.approx((1.0 + 0.75) / 2)
+    assert runner.weighted_anytime(matrix, [10, 30]) == pytest.approx((1.0 + (5 + 30) / 40) / 2)
+    assert runner.weighted_anytime(matrix, [1, 1]) == pytest.approx((1.0 + 0.75) / 2)
+    assert runner.weighted_accuracies(matrix, [10, 30])[-1] == pytest.approx((5 + 30) / 40)  # the final one
+    assert runner.weighted_anytime([[0.5, 1.0]], [10, 30]) == pytest.approx((5 + 30) / 40)  # joint: one row
 
 
 def test_missing_weights_are_refused_with_where_to_get_them(monkeypatch):
@@ -125,7 +129,7 @@ def test_paper_path_end_to_end_on_a_small_vit_then_resume(tmp_path, monkeypatch,
     assert "img/s" in capsys.readouterr().out
 
     # --resume keeps finished runs: nothing trains again
-    monkeypatch.setattr(paper, "train_stream", lambda *a, **k: pytest.fail("trained a finished run again"))
+    monkeypatch.setattr(runner, "train_stream", lambda *a, **k: pytest.fail("trained a finished run again"))
     assert run.main(argv + ["--resume"]) == 0
     assert json.loads((tmp_path / "out" / "rows.json").read_text())[0]["accuracy_matrix"] == rows[0]["accuracy_matrix"]
 
