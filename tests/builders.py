@@ -58,6 +58,26 @@ def tiny_mlp(seed: int = 0) -> SimpleMLP:
 MLP_TARGETS = ["features.0", "features.3.0"]
 
 
+def random_bank(model, n_adapters: int):
+    """Open and freeze ``n_adapters`` adapters with ``B`` drawn from N(0, 1): a bank whose
+    updates are nonzero without training (the analysis and read-out tests' input)."""
+    for _ in range(n_adapters):
+        name = model.open_candidate()
+        for layer in model.lora_layers().values():
+            for b in layer.adapters[name].B.values():
+                torch.nn.init.normal_(b)
+        model.freeze(name)
+    return model
+
+
+def random_vit_bank(n_adapters: int, seed: int = 0):
+    """:func:`random_bank` on a rank-2 :func:`tiny_vit` bank (fused ``qkv``: q and v slices)."""
+    from avalanche_litelora.lora.model import LoRAClassifier
+
+    torch.manual_seed(seed)
+    return random_bank(LoRAClassifier(tiny_vit(), rank=2), n_adapters)
+
+
 def quiet_evaluator() -> EvaluationPlugin:
     return EvaluationPlugin(accuracy_metrics(stream=True, experience=True), loggers=[])
 

@@ -3,23 +3,14 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from avalanche_litelora import LoRAClassifier
 from avalanche_litelora.analysis import analyse_state_dict
 from avalanche_litelora.analysis.__main__ import main
-from builders import tiny_vit
+from builders import random_vit_bank, tiny_vit
 
 
 @pytest.fixture(scope="module")
 def trained_bank():
-    torch.manual_seed(0)
-    model = LoRAClassifier(tiny_vit(), rank=2)
-    for _ in range(3):
-        name = model.open_candidate()
-        for layer in model.lora_layers().values():
-            for b in layer.adapters[name].B.values():
-                torch.nn.init.normal_(b)
-        model.freeze(name)
-    return model.state_dict()
+    return random_vit_bank(3).state_dict()
 
 
 def test_cli_on_checkpoint_prints_table_writes_pngs_and_tensorboard(trained_bank, tmp_path, capsys):

@@ -14,7 +14,7 @@ from avalanche_litelora.analysis import (
     subspace_overlap,
 )
 from avalanche_litelora.analysis.redundancy import SliceFactors, analyse_bank
-from builders import tiny_vit
+from builders import random_vit_bank, tiny_vit
 
 D_OUT, D_IN = 12, 9
 
@@ -112,20 +112,8 @@ def test_all_zero_adapter_is_nan_not_a_crash():
     assert report.model.rank99 == 2
 
 
-def _vit_bank(n_adapters, seed=0):
-    torch.manual_seed(seed)
-    model = LoRAClassifier(tiny_vit(), rank=2)
-    for _ in range(n_adapters):
-        name = model.open_candidate()
-        for layer in model.lora_layers().values():
-            for b in layer.adapters[name].B.values():
-                torch.nn.init.normal_(b)
-        model.freeze(name)
-    return model
-
-
 def test_state_dict_matches_the_model_and_the_full_delta_weights():
-    model = _vit_bank(3)
+    model = random_vit_bank(3)
     from_model = analyse_model(model)
     from_sd = analyse_state_dict(model.state_dict())
     assert from_model.adapters == ["adapter_0", "adapter_1", "adapter_2"]
@@ -170,7 +158,7 @@ def test_freezing_changes_nothing_the_analysis_sees():
 
 
 def test_adapters_sort_as_numbers_past_ten():
-    model = _vit_bank(12, seed=2)
+    model = random_vit_bank(12, seed=2)
     sd = model.state_dict()
     shuffled = dict(sorted(sd.items(), key=lambda kv: kv[0]))  # adapter_10 before adapter_2
     report = analyse_state_dict(shuffled, slices=False)

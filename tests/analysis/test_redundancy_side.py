@@ -11,7 +11,7 @@ from avalanche_litelora import AdapterRedundancyMetric, LoRAClassifier
 from avalanche_litelora.analysis import analyse_model, analyse_state_dict, subspace_overlap
 from avalanche_litelora.analysis.__main__ import main
 from avalanche_litelora.analysis.redundancy import SliceFactors, analyse_bank
-from builders import MLP_TARGETS, tiny_mlp, tiny_vit
+from builders import MLP_TARGETS, random_bank, random_vit_bank, tiny_mlp
 
 D_OUT, D_IN = 10, 8
 
@@ -42,25 +42,13 @@ def test_sides_differ_where_only_a_or_only_b_is_shared():
     assert inputs.model.rank99 == output.model.rank99 == 4
 
 
-def _vit_bank(seed=0):
-    torch.manual_seed(seed)
-    model = LoRAClassifier(tiny_vit(), rank=2)
-    for _ in range(3):
-        name = model.open_candidate()
-        for layer in model.lora_layers().values():
-            for b in layer.adapters[name].B.values():
-                torch.nn.init.normal_(b)
-        model.freeze(name)
-    return model
-
-
 def _row_basis(matrix, width):
     """Orthonormal basis of the row space of a full-size update (the reference, dense)."""
     return torch.linalg.svd(matrix.double().T)[0][:, :width]
 
 
 def test_input_side_matches_the_full_size_transposed_updates():
-    model = _vit_bank()
+    model = random_vit_bank(3)
     report = analyse_model(model, side="input")
     name = model.lora_layer_names[1]
     layer = model.lora_layers()[name]
@@ -85,7 +73,7 @@ def test_input_side_matches_the_full_size_transposed_updates():
 
 @pytest.mark.parametrize("bad", ["rows", "Input", None])
 def test_a_bad_side_is_refused_with_the_choices(bad):
-    model = _vit_bank()
+    model = random_vit_bank(3)
     for call in (lambda: analyse_model(model, side=bad),
                  lambda: analyse_state_dict(model.state_dict(), side=bad),
                  lambda: AdapterRedundancyMetric(side=bad)):
@@ -94,7 +82,7 @@ def test_a_bad_side_is_refused_with_the_choices(bad):
 
 
 def test_cli_input_side_prints_it_and_logs_beside_the_output_side(tmp_path, capsys):
-    state = _vit_bank().state_dict()
+    state = random_vit_bank(3).state_dict()
     path = tmp_path / "bank.pt"
     torch.save(state, path)
     tb = str(tmp_path / "tb")
@@ -118,12 +106,7 @@ def test_cli_input_side_prints_it_and_logs_beside_the_output_side(tmp_path, caps
 
 def test_the_metric_emits_the_input_side_under_its_own_tags():
     model = LoRAClassifier(tiny_mlp(), rank=2, target_modules=MLP_TARGETS)
-    for _ in range(2):
-        name = model.open_candidate()
-        for layer in model.lora_layers().values():
-            for b in layer.adapters[name].B.values():
-                torch.nn.init.normal_(b)
-        model.freeze(name)
+    random_bank(model, 2)
     strategy = SimpleNamespace(model=model)
     values = {v.name: v.value for v in AdapterRedundancyMetric(side="input").after_training_exp(strategy)}
     expected = analyse_model(model, slices=False, side="input").model

@@ -14,7 +14,7 @@ from avalanche_litelora.metrics import (
     ForgettingCurveMetric,
     forgetting_per_experience,
 )
-from builders import MLP_TARGETS, tiny_mlp
+from builders import MLP_TARGETS, random_bank, tiny_mlp
 
 N = 12
 
@@ -100,12 +100,7 @@ def single_process_group(tmp_path):
 
 def test_bank_metrics_unwrap_ddp(single_process_group):
     model = LoRAClassifier(tiny_mlp(), rank=2, target_modules=MLP_TARGETS)
-    for _ in range(2):
-        name = model.open_candidate()
-        for layer in model.lora_layers().values():
-            for b in layer.adapters[name].B.values():
-                torch.nn.init.normal_(b)
-        model.freeze(name)
+    random_bank(model, 2)
     model.prune("adapter_1")
     strategy = SimpleNamespace(model=DistributedDataParallel(model))
     readout = {v.name: v.value for v in BankReadoutMetric().after_training_exp(strategy)}
