@@ -63,3 +63,31 @@ def test_the_defaults_warn_about_nothing(ci_benchmark):
         strategy = LiteLoRAStrategy(model=model, optimizer=sgd(model), train_mb_size=64)
         _train_two(strategy, ci_benchmark)
     assert torch.isfinite(torch.tensor(list(strategy.gate_logits().values()))).all()
+
+
+def _watch(decisions, train_steps=16):
+    from avalanche_litelora.lora.plugins.candidate_losses import DecisionWatch
+
+    watch = DecisionWatch()
+    for i, (benefit, kept) in enumerate(decisions):
+        losses = {"loss_closed": 1.0, "loss_open": 1.0 - benefit, "benefit_nats": benefit}
+        watch.judging(f"adapter_{i + 1}", losses, 0.4, train_steps=train_steps)
+        watch.decided(f"adapter_{i + 1}", kept)
+
+
+def test_a_gate_that_closes_every_candidate_says_how_little_they_trained():
+    from avalanche_litelora import GateDecisionWarning
+
+    with pytest.warns(GateDecisionWarning, match=r"closed all 3 .*\[0.016, 0.0136, 0.0497\] nats against "
+                                                 r"lambda ~0.4 .*about 16 training steps each: raise train_epochs"):
+        _watch([(0.016, False), (0.0136, False), (0.0497, False)])
+
+
+def test_a_gate_that_keeps_candidates_whose_benefits_spread_100x_is_warned():
+    from avalanche_litelora import GateDecisionWarning
+
+    with pytest.warns(GateDecisionWarning, match=r"kept all 3 .*\[0.01, 0.5, 1\] nats"):
+        _watch([(0.01, True), (0.5, True), (1.0, True)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GateDecisionWarning)
+        _watch([(0.9, True), (0.5, False), (1.0, True)])  # told apart: no warning

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import warnings
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from avalanche.models.utils import avalanche_forward
@@ -67,6 +67,11 @@ def _forward_region(strategy):
     return contextlib.nullcontext()
 
 
+def _steps(records: List[Dict[str, object]]) -> str:
+    steps = [int(r["train_steps"]) for r in records if r.get("train_steps") is not None]
+    return f"about {statistics.median(steps):g} training steps each" if steps else "training steps unknown"
+
+
 class DecisionWatch:
     """Every judged candidate's losses, lambda and decision; warns once per pattern.
 
@@ -79,8 +84,9 @@ class DecisionWatch:
         self.records: List[Dict[str, object]] = []
         self._warned = set()
 
-    def judging(self, name: str, losses: Dict[str, float], lam: float) -> None:
-        self.records.append(dict(losses, candidate=name, lambda_nats=lam, kept=None))
+    def judging(self, name: str, losses: Dict[str, float], lam: float, train_steps: Optional[int] = None) -> None:
+        """``train_steps``: the optimizer steps the candidate trained before it is judged."""
+        self.records.append(dict(losses, candidate=name, lambda_nats=lam, kept=None, train_steps=train_steps))
 
     def decided(self, name: str, kept: bool) -> None:
         if self.records and self.records[-1]["candidate"] == name and self.records[-1]["kept"] is None:
@@ -99,7 +105,9 @@ class DecisionWatch:
             warnings.warn(
                 f"the selection phase closed all {len(done)} candidates so far: their benefits were "
                 f"[{listed}] nats against lambda ~{lam:.3g} nats. Either the bank serves this "
-                "stream already, or lambda_sparsity is too large for it", GateDecisionWarning)
+                "stream already, or lambda_sparsity is too large for it, or the candidates trained "
+                f"too little to lower the loss ({_steps(done)}: raise train_epochs; Avalanche's "
+                "default is one epoch)", GateDecisionWarning)
         positive = [b for b in benefits if b > 0]
         if (all(r["kept"] for r in done) and len(positive) == len(benefits)
                 and max(positive) > BENEFIT_SPREAD * min(positive) and "kept" not in self._warned):

@@ -241,7 +241,8 @@ class GateSelectionPlugin(SupervisedPlugin, supports_distributed=True):
         losses = candidate_losses(strategy, model)
         classes = classes_of(strategy.experience)
         self._last_lambda = lambda_for(self.lambda_sparsity, self.lambda_rule, losses["loss_closed"], len(classes))
-        self.watch.judging(model.candidate, losses, self._last_lambda)
+        self.watch.judging(model.candidate, losses, self._last_lambda,
+                           train_steps=len(strategy.dataloader) * strategy.train_epochs)
         model.gate.selecting = True
         model.train()
         logit = model.gate.logits[model.candidate]
