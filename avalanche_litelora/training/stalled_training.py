@@ -103,7 +103,7 @@ def stall_message(strategy, stall: Stall, k: int) -> str:
         f"the training loss ended experience {strategy.experience.current_experience} at chance: "
         f"{stall.start:.4f} over its first {stall.stretch} iterations, {stall.end:.4f} over its last "
         f"{stall.stretch} (of {stall.iterations}), at chance for {k} classes (ln {k} = {math.log(k):.4f}), "
-        "so the model learned nothing beyond the class prior. The optimizer's learning rates: "
+        "so the model learned little or nothing beyond the class prior. The optimizer's learning rates: "
         f"{rates}; it steps {stepped} of the model's {len(trainable)} trainable tensors. Usual causes: a learning rate too low or 0 "
         "(raise lr); an optimizer over parameters that are not the model's (build it over the "
         "model given to the strategy: torch.optim.SGD(model.parameters(), lr=...)); adapters on "
