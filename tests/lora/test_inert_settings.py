@@ -81,6 +81,9 @@ def test_a_gate_that_closes_every_candidate_says_how_little_they_trained():
     with pytest.warns(GateDecisionWarning, match=r"closed all 3 .*\[0.016, 0.0136, 0.0497\] nats against "
                                                  r"lambda ~0.4 .*about 16 training steps each: raise train_epochs"):
         _watch([(0.016, False), (0.0136, False), (0.0497, False)])
+    with pytest.warns(GateDecisionWarning) as caught:  # trained long enough: not the cause
+        _watch([(0.016, False), (0.0136, False), (0.0497, False)], train_steps=368)
+    assert "train_epochs" not in str(caught[0].message)
 
 
 def test_a_gate_that_keeps_candidates_whose_benefits_spread_100x_is_warned():

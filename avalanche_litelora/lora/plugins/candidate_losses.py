@@ -67,9 +67,19 @@ def _forward_region(strategy):
     return contextlib.nullcontext()
 
 
-def _steps(records: List[Dict[str, object]]) -> str:
+#: Below this many training steps a candidate may not have learned enough to lower the loss.
+FEW_TRAINING_STEPS = 100
+
+
+def _too_little_training(records: List[Dict[str, object]]) -> str:
+    """The third cause, named only when the candidates trained few steps (Avalanche's default
+    single epoch on a small experience: 16 steps for 1,000 images at minibatch 64)."""
     steps = [int(r["train_steps"]) for r in records if r.get("train_steps") is not None]
-    return f"about {statistics.median(steps):g} training steps each" if steps else "training steps unknown"
+    if not steps or statistics.median(steps) >= FEW_TRAINING_STEPS:
+        return ""
+    return (f", or the candidates trained too little to lower the loss (about "
+            f"{statistics.median(steps):g} training steps each: raise train_epochs; Avalanche's "
+            "default is one epoch)")
 
 
 class DecisionWatch:
@@ -105,9 +115,8 @@ class DecisionWatch:
             warnings.warn(
                 f"the selection phase closed all {len(done)} candidates so far: their benefits were "
                 f"[{listed}] nats against lambda ~{lam:.3g} nats. Either the bank serves this "
-                "stream already, or lambda_sparsity is too large for it, or the candidates trained "
-                f"too little to lower the loss ({_steps(done)}: raise train_epochs; Avalanche's "
-                "default is one epoch)", GateDecisionWarning)
+                f"stream already, or lambda_sparsity is too large for it{_too_little_training(done)}",
+                GateDecisionWarning)
         positive = [b for b in benefits if b > 0]
         if (all(r["kept"] for r in done) and len(positive) == len(benefits)
                 and max(positive) > BENEFIT_SPREAD * min(positive) and "kept" not in self._warned):
