@@ -6,10 +6,12 @@ candidate lowers the loss by over a nat, while a repeat's candidate adds little 
 adapter already trained on its permutation (BENCHMARKS.md, *The gate's mechanism*).
 """
 
+import warnings
+
 import pytest
 
-from avalanche_litelora import train_stream
-from avalanche_litelora.data.redundancy_streams import narrow_bank
+from avalanche_litelora import InertSelectionWarning, train_stream
+from avalanche_litelora.data.redundancy_streams import NARROW_LAMBDA, narrow_bank
 
 pytestmark = pytest.mark.slow  # trains the narrow bank on a known-redundancy stream, four seeds
 
@@ -26,7 +28,9 @@ def trained_narrow_bank(root, lambda_sparsity: float):
 
 
 def test_repeats_are_pruned_and_the_novel_candidate_kept(root):
-    stream, strategy = trained_narrow_bank(root, lambda_sparsity=1.0)
+    with warnings.catch_warnings():  # the demo's lambda decides: no candidate's fate is forced
+        warnings.simplefilter("error", InertSelectionWarning)
+        stream, strategy = trained_narrow_bank(root, lambda_sparsity=NARROW_LAMBDA)
     kinds = [label.kind for label in stream.redundancy]
     assert kinds == ["novel", "novel", "repeat", "repeat"]
     assert strategy.active_adapters == ["adapter_0", "adapter_1"]
